@@ -1,0 +1,131 @@
+//! Configuration: the typed model the proxy runs from, and loading it from JSON, YAML or TOML.
+//!
+//! Files are read into a generic tree first (`serde_json::Value`), then `parse` walks that tree
+//! by hand so that every problem is reported with its field path, not only the first one.
+
+mod parse;
+mod units;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use parse::{ConfigError, ConfigErrors, Warning};
+pub use units::{parse_duration, parse_size};
+
+/// The embedded config that `smartproxy` runs when no file is given: loopback only.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
+
+/// A whole proxy configuration, validated. Durations of zero mean "off".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub routes: Vec<Route>,
+    /// `None` = all interfaces (dual-stack `[::]`, or `0.0.0.0` where IPv6 is off).
+    pub bind_address: Option<IpAddr>,
+    pub initial_data_timeout: Duration,
+    pub connection_timeout: Duration,
+    pub inactivity_timeout: Duration,
+    pub keep_alive_treatment: KeepAliveTreatment,
+    pub keep_alive_inactivity_multiplier: f64,
+    pub max_connection_lifetime: Duration,
+    pub extended_keep_alive_lifetime: Duration,
+    pub half_close_timeout: Duration,
+    pub graceful_shutdown_timeout: Duration,
+    pub no_delay: bool,
+    pub keep_alive: bool,
+    pub keep_alive_initial_delay: Duration,
+    pub max_pending_data_size: u64,
+    /// Global cap on live client connections; 0 = unlimited.
+    pub max_connections: u64,
+    /// Bytes buffered per relay direction (`relayBufferSize`, not a SmartProxy key).
+    pub relay_buffer_size: usize,
+    pub http_response_timeout: Duration,
+    pub max_request_head_size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAliveTreatment {
+    Standard,
+    Extended,
+    Immortal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Unique; generated as `route-N` (N = 1-based position) when absent.
+    pub name: String,
+    /// Higher is tried first; ties keep file order.
+    pub priority: i64,
+    pub enabled: bool,
+    pub matcher: RouteMatch,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteMatch {
+    /// Every local port this route listens on, sorted and without duplicates.
+    pub ports: Vec<u16>,
+    /// Client address patterns; empty = any client.
+    pub client_ip: Vec<IpPattern>,
+}
+
+/// A `match.clientIp` entry: a CIDR (`10.0.0.0/8`, a bare address) or a glob (`192.168.1.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum IpPattern {
+    Net(ipnet::IpNet),
+    Glob(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    /// Only `forward` exists so far.
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// One endpoint per host; never empty.
+    pub hosts: Vec<String>,
+    pub port: TargetPort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetPort {
+    Fixed(u16),
+    /// The port the client connected to.
+    Preserve,
+}
+
+/// Which file format a path holds, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+    Toml,
+}
+
+impl Config {
+    /// Reads and validates a config file; the format comes from the extension.
+    pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+        parse::load_file(path)
+    }
+
+    /// Parses config text in the given format.
+    pub fn parse(text: &str, format: Format) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+        parse::from_text(text, format)
+    }
+
+    /// Validates an already-parsed tree (JSON shape).
+    pub fn from_value(value: &serde_json::Value) -> Result<(Config, Vec<Warning>), ConfigErrors> {
+        parse::from_value(value)
+    }
+
+    /// The embedded default config.
+    pub fn embedded_default() -> Config {
+        match Self::parse(DEFAULT_CONFIG_YAML, Format::Yaml) {
+            Ok((config, _)) => config,
+            // The embedded file is checked by a unit test; reaching this is a build defect.
+            Err(errors) => panic!("embedded default config is invalid: {errors}"),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! smartproxy: a route-based TCP proxy whose connections live and die by one lifecycle.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use smartproxy::{Config, Format, Proxy};
+//! let (config, _warnings) = Config::parse(r#"{"routes": []}"#, Format::Json)?;
+//! let proxy = Proxy::start(config).await?;
+//! println!("live connections: {}", proxy.live_connections());
+//! proxy.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod conn;
+pub mod connect;
+pub mod listen;
+mod proxy;
+pub mod router;
+
+pub use config::{Config, ConfigErrors, Format};
+pub use conn::lifecycle::CloseReason;
+pub use proxy::{Proxy, StartError};

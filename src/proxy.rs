@@ -1,0 +1,164 @@
+//! The embedding API: start a proxy from a config, read its live count, shut it down.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::conn::lifecycle::Limits;
+use crate::conn::registry::Registry;
+use crate::conn::relay::{CloseSignals, FLUSH_ON_CLOSE_GRACE, RelayConfig};
+use crate::conn::{Shared, SocketOptions};
+use crate::listen;
+use crate::router::Router;
+
+/// A port that could not be bound (exit code 3 in the CLI).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct StartError {
+    /// `[::]:PORT` style when no bindAddress is set.
+    pub address: String,
+    #[source]
+    pub source: io::Error,
+}
+
+/// A running proxy. Dropping it does not stop it; call `shutdown` or `shutdown_now`.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    stop_accepting: CancellationToken,
+    accept_tasks: Mutex<Vec<JoinHandle<()>>>,
+    local_addrs: Vec<SocketAddr>,
+    graceful_timeout: Duration,
+}
+
+impl Proxy {
+    /// Binds every port the enabled routes name and starts accepting. Needs a tokio runtime.
+    pub async fn start(config: Config) -> Result<Proxy, StartError> {
+        let router = Router::new(&config.routes);
+        let mut listeners = Vec::new();
+        for port in router.ports() {
+            let listener =
+                listen::bind(config.bind_address, port).map_err(|source| StartError {
+                    address: match config.bind_address {
+                        Some(ip) => SocketAddr::new(ip, port).to_string(),
+                        None => format!("[::]:{port}"),
+                    },
+                    source,
+                })?;
+            listeners.push(listener);
+        }
+        let shared = Arc::new(Shared {
+            router,
+            relay: RelayConfig {
+                limits: Limits::from_config(&config),
+                buffer_size: config.relay_buffer_size,
+            },
+            connect_timeout: config.connection_timeout,
+            socket_options: SocketOptions {
+                no_delay: config.no_delay,
+                keep_alive: config.keep_alive.then_some(config.keep_alive_initial_delay),
+            },
+            signals: CloseSignals::default(),
+            registry: Arc::new(Registry::default()),
+            max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+        });
+        let stop_accepting = CancellationToken::new();
+        let mut local_addrs = Vec::new();
+        let mut accept_tasks = Vec::new();
+        for listener in listeners {
+            if let Ok(addr) = listener.local_addr() {
+                local_addrs.push(addr);
+            }
+            accept_tasks.push(tokio::spawn(listen::accept_loop(
+                listener,
+                Arc::clone(&shared),
+                stop_accepting.clone(),
+            )));
+        }
+        Ok(Proxy {
+            shared,
+            stop_accepting,
+            accept_tasks: Mutex::new(accept_tasks),
+            local_addrs,
+            graceful_timeout: config.graceful_shutdown_timeout,
+        })
+    }
+
+    /// The addresses the listeners are bound to.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Connections accepted and not yet fully closed.
+    pub fn live_connections(&self) -> usize {
+        self.shared.registry.live()
+    }
+
+    /// Connections accepted since start.
+    pub fn total_connections(&self) -> u64 {
+        self.shared.registry.total()
+    }
+
+    /// Connections that ended with `reason` since start.
+    pub fn closed_with(&self, reason: crate::CloseReason) -> u64 {
+        self.shared.registry.closed(reason)
+    }
+
+    /// Closes every listener; live connections go on. Returns once the listeners are closed.
+    pub async fn stop_accepting(&self) {
+        self.stop_accepting.cancel();
+        let tasks = match self.accept_tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Graceful shutdown (SPEC §4): stop accepting, let live connections run until they end or
+    /// gracefulShutdownTimeout passes, then close the rest with FIN after flushing.
+    pub async fn shutdown(&self) {
+        self.stop_accepting().await;
+        let drained = self.shared.registry.wait_idle();
+        if self.graceful_timeout.is_zero() {
+            drained.await;
+        } else if tokio::time::timeout(self.graceful_timeout, drained)
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                live = self.live_connections(),
+                "graceful shutdown timeout reached; closing remaining connections"
+            );
+            self.shared.signals.close.cancel();
+            self.wait_closed(FLUSH_ON_CLOSE_GRACE * 2).await;
+        }
+    }
+
+    /// Closes everything at once: listeners, and every connection without waiting to flush.
+    pub async fn shutdown_now(&self) {
+        self.abort_connections();
+        self.stop_accepting().await;
+        self.wait_closed(FLUSH_ON_CLOSE_GRACE).await;
+    }
+
+    /// Tells every connection to close now; does not wait.
+    pub fn abort_connections(&self) {
+        self.shared.signals.abort.cancel();
+        self.shared.signals.close.cancel();
+    }
+
+    /// Resolves when no connection is live.
+    pub async fn wait_idle(&self) {
+        self.shared.registry.wait_idle().await;
+    }
+
+    async fn wait_closed(&self, bound: Duration) {
+        let _ = tokio::time::timeout(bound, self.shared.registry.wait_idle()).await;
+    }
+}

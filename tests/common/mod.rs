@@ -1,0 +1,173 @@
+//! The end-to-end harness: an in-process proxy from a JSON config, real loopback backends and
+//! clients, and the checks every lifecycle test needs (live count, close reasons, open files).
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use smartproxy::{CloseReason, Config, Proxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, timeout};
+
+/// Upper bound for any wait in a test; generous because CI shares two cores.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A loopback port that is free right now.
+pub fn free_port() -> u16 {
+    let listener = StdListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// `n` consecutive free loopback ports.
+pub fn free_port_range(n: u16) -> u16 {
+    for _ in 0..200 {
+        let first = free_port();
+        if first.checked_add(n).is_none() {
+            continue;
+        }
+        let held: Vec<_> = (first..first + n)
+            .map_while(|p| StdListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == usize::from(n) {
+            return first;
+        }
+    }
+    panic!("no range of {n} free ports found");
+}
+
+/// A config with loopback binding and one forward route, merged with `globals`.
+pub fn one_route(port: u16, backend_port: u16, globals: Value) -> Value {
+    let mut config = json!({
+        "bindAddress": "127.0.0.1",
+        "routes": [{
+            "name": "test",
+            "match": {"ports": port},
+            "action": {"type": "forward", "targets": [{"host": "127.0.0.1", "port": backend_port}]}
+        }]
+    });
+    if let (Some(base), Value::Object(extra)) = (config.as_object_mut(), globals) {
+        base.extend(extra);
+    }
+    config
+}
+
+pub async fn start_proxy(config: Value) -> Proxy {
+    let (config, _warnings) = Config::from_value(&config).expect("valid test config");
+    Proxy::start(config).await.expect("proxy starts")
+}
+
+/// A backend on a free loopback port that runs `handler` for every connection.
+pub async fn backend<F, Fut>(handler: F) -> u16
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let port = listener.local_addr().expect("backend addr").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(handler(stream));
+        }
+    });
+    port
+}
+
+/// Echoes until the client's FIN, then sends its own.
+pub async fn echo_backend() -> u16 {
+    backend(|mut stream| async move {
+        let (mut r, mut w) = stream.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+        let _ = w.shutdown().await;
+    })
+    .await
+}
+
+pub async fn connect(port: u16) -> TcpStream {
+    timeout(PATIENCE, TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+/// Closes with RST instead of FIN.
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("set linger");
+    drop(stream);
+}
+
+/// How a read-until-close ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    Fin,
+    Reset,
+}
+
+/// Reads until EOF or error; returns the bytes and how the stream ended.
+pub async fn read_to_end(stream: &mut TcpStream) -> (Vec<u8>, Ending) {
+    let mut data = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match timeout(PATIENCE, stream.read(&mut buf)).await {
+            Err(_) => panic!("stream neither closed nor sent data within {PATIENCE:?}"),
+            Ok(Ok(0)) => return (data, Ending::Fin),
+            Ok(Ok(n)) => data.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (data, Ending::Reset);
+            }
+            Ok(Err(e)) => panic!("unexpected read error: {e}"),
+        }
+    }
+}
+
+/// Waits for the stream to end and returns when it did.
+pub async fn wait_closed(stream: &mut TcpStream) -> (Instant, Ending) {
+    let (_, ending) = read_to_end(stream).await;
+    (Instant::now(), ending)
+}
+
+/// Polls `cond` until it holds or PATIENCE passes.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub async fn wait_no_live(proxy: &Proxy) {
+    eventually("live connections back to 0", || {
+        proxy.live_connections() == 0
+    })
+    .await;
+}
+
+pub async fn wait_closed_with(proxy: &Proxy, reason: CloseReason, count: u64) {
+    eventually(
+        &format!("{count} connection(s) closed with {reason}"),
+        || proxy.closed_with(reason) >= count,
+    )
+    .await;
+}
+
+/// This process's open file descriptors.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
+}
+
+/// Deterministic bytes for integrity checks.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}

@@ -1,0 +1,304 @@
+//! The relay over real loopback sockets: integrity, half-close in both directions, reset
+//! propagation, backpressure, socket options (SPEC §4).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use smartproxy::CloseReason;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+#[tokio::test]
+async fn one_mib_echo_arrives_intact() {
+    let backend = echo_backend().await;
+    let port = free_port();
+    let proxy = start_proxy(one_route(port, backend, json!({}))).await;
+
+    let data = pattern(1024 * 1024);
+    let mut client = connect(port).await;
+    let (mut r, mut w) = client.split();
+    let send = async {
+        w.write_all(&data).await.expect("write 1 MiB");
+        w.shutdown().await.expect("client FIN");
+    };
+    let receive = async {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.expect("read echo");
+        got
+    };
+    let ((), got) = tokio::join!(send, receive);
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "echoed bytes differ");
+    wait_closed_with(&proxy, CloseReason::ClientFin, 1).await;
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn client_fin_then_backend_streams_for_seconds() {
+    // The backend answers only after the client's FIN, and keeps streaming for 3 s.
+    let backend = backend(|mut stream| async move {
+        let mut request = Vec::new();
+        stream
+            .read_to_end(&mut request)
+            .await
+            .expect("read request");
+        for i in 0..15u8 {
+            let chunk = [i; 1000];
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    let port = free_port();
+    let proxy = start_proxy(one_route(port, backend, json!({}))).await;
+
+    let mut client = connect(port).await;
+    client.write_all(b"request").await.expect("write");
+    client.shutdown().await.expect("client FIN");
+    let (got, ending) = read_to_end(&mut client).await;
+    assert_eq!(ending, Ending::Fin);
+    let expected: Vec<u8> = (0..15u8).flat_map(|i| [i; 1000]).collect();
+    assert!(
+        got == expected,
+        "got {} of {} bytes",
+        got.len(),
+        expected.len()
+    );
+    wait_closed_with(&proxy, CloseReason::ClientFin, 1).await;
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn backend_fin_then_client_keeps_sending() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let backend = backend(move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            stream.write_all(b"bye").await.expect("greet");
+            stream.shutdown().await.expect("backend FIN");
+            let mut got = Vec::new();
+            let result = stream.read_to_end(&mut got).await.map(|_| got);
+            let _ = tx.send(result);
+        }
+    })
+    .await;
+    let port = free_port();
+    let proxy = start_proxy(one_route(port, backend, json!({}))).await;
+
+    let mut client = connect(port).await;
+    let (got, ending) = read_to_end(&mut client).await;
+    assert_eq!((got.as_slice(), ending), (&b"bye"[..], Ending::Fin));
+    let mut sent = Vec::new();
+    for i in 0..20u8 {
+        let chunk = [i; 4096];
+        client.write_all(&chunk).await.expect("client still sends");
+        sent.extend_from_slice(&chunk);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.shutdown().await.expect("client FIN");
+    let received = tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("backend finished")
+        .expect("backend result")
+        .expect("backend read everything");
+    assert!(
+        received == sent,
+        "backend got {} of {} bytes",
+        received.len(),
+        sent.len()
+    );
+    wait_closed_with(&proxy, CloseReason::BackendFin, 1).await;
+    wait_no_live(&proxy).await;
+}
+
+/// A backend that reads until the connection ends and reports how it ended.
+async fn reporting_backend() -> (u16, mpsc::UnboundedReceiver<Ending>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let port = backend(move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            let (_, ending) = read_to_end(&mut stream).await;
+            let _ = tx.send(ending);
+        }
+    })
+    .await;
+    (port, rx)
+}
+
+#[tokio::test]
+async fn client_reset_resets_the_backend() {
+    let (backend, mut endings) = reporting_backend().await;
+    let port = free_port();
+    let proxy = start_proxy(one_route(port, backend, json!({}))).await;
+
+    let mut client = connect(port).await;
+    client.write_all(b"some bytes").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    reset(client);
+    let ending = tokio::time::timeout(PATIENCE, endings.recv())
+        .await
+        .expect("backend ended");
+    assert_eq!(ending, Some(Ending::Reset));
+    wait_closed_with(&proxy, CloseReason::ClientReset, 1).await;
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn backend_reset_resets_the_client() {
+    let backend = backend(|mut stream| async move {
+        let mut buf = [0; 5];
+        let _ = stream.read_exact(&mut buf).await;
+        reset(stream);
+    })
+    .await;
+    let port = free_port();
+    let proxy = start_proxy(one_route(port, backend, json!({}))).await;
+
+    let mut client = connect(port).await;
+    client.write_all(b"hello").await.expect("write");
+    let (_, ending) = read_to_end(&mut client).await;
+    assert_eq!(ending, Ending::Reset);
+    wait_closed_with(&proxy, CloseReason::BackendReset, 1).await;
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn reset_after_the_other_side_sent_fin_is_still_propagated() {
+    // The backend sends FIN first, then waits; the client resets: the backend must see a reset.
+    let (tx, mut endings) = mpsc::unbounded_channel();
+    let backend = backend(move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            stream.shutdown().await.expect("backend FIN");
+            let (_, ending) = read_to_end(&mut stream).await;
+            let _ = tx.send(ending);
+        }
+    })
+    .await;
+    let port = free_port();
+    let proxy = start_proxy(one_route(port, backend, json!({}))).await;
+
+    let mut client = connect(port).await;
+    let (_, ending) = read_to_end(&mut client).await;
+    assert_eq!(ending, Ending::Fin, "backend FIN reaches the client");
+    client
+        .write_all(b"late")
+        .await
+        .expect("write after backend FIN");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    reset(client);
+    let ending = tokio::time::timeout(PATIENCE, endings.recv())
+        .await
+        .expect("backend ended");
+    assert_eq!(ending, Some(Ending::Reset));
+    wait_closed_with(&proxy, CloseReason::ClientReset, 1).await;
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_slows_the_writer() {
+    // The backend never reads; the client can only fill kernel buffers plus the proxy's bounded
+    // buffer, not push an unbounded amount into the proxy's memory.
+    let backend = backend(|stream| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    })
+    .await;
+    let port = free_port();
+    let proxy = start_proxy(one_route(
+        port,
+        backend,
+        json!({"relayBufferSize": "64KiB"}),
+    ))
+    .await;
+
+    let client = connect(port).await;
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut stalled = false;
+    while tokio::time::Instant::now() < deadline && written < 256 * 1024 * 1024 {
+        match tokio::time::timeout(Duration::from_millis(500), client.writable()).await {
+            Err(_) => {
+                stalled = true;
+                break;
+            }
+            Ok(ready) => ready.expect("writable"),
+        }
+        match client.try_write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    assert!(
+        stalled,
+        "the client was never held back ({written} bytes written)"
+    );
+    assert!(
+        written < 64 * 1024 * 1024,
+        "{written} bytes were accepted while nobody read them"
+    );
+    assert_eq!(proxy.live_connections(), 1);
+    drop(client);
+    proxy.shutdown_now().await;
+    wait_no_live(&proxy).await;
+}
+
+/// Finds this process's socket whose peer is `peer` (the proxy's side of a connection).
+fn socket_with_peer(peer: std::net::SocketAddr) -> Option<socket2::Socket> {
+    use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd};
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: the fd is open while we look; the duplicate is owned by the returned socket.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let Ok(owned) = borrowed.try_clone_to_owned() else {
+            continue;
+        };
+        let socket = unsafe { socket2::Socket::from_raw_fd(owned.into_raw_fd()) };
+        if socket.peer_addr().ok().and_then(|a| a.as_socket()) == Some(peer) {
+            return Some(socket);
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn nodelay_and_keepalive_are_set_on_both_sockets() {
+    for (no_delay, keep_alive) in [(true, true), (false, false)] {
+        let backend = echo_backend().await;
+        let port = free_port();
+        let globals =
+            json!({"noDelay": no_delay, "keepAlive": keep_alive, "keepAliveInitialDelay": "7s"});
+        let proxy = start_proxy(one_route(port, backend, globals)).await;
+        let mut client = connect(port).await;
+        client.write_all(b"x").await.expect("write");
+        let mut one = [0; 1];
+        client.read_exact(&mut one).await.expect("echo");
+
+        let toward_client =
+            socket_with_peer(client.local_addr().expect("addr")).expect("proxy's client socket");
+        let toward_backend = socket_with_peer(addr(backend)).expect("proxy's backend socket");
+        for socket in [&toward_client, &toward_backend] {
+            assert_eq!(socket.tcp_nodelay().expect("nodelay"), no_delay);
+            assert_eq!(socket.keepalive().expect("keepalive"), keep_alive);
+            if keep_alive {
+                assert_eq!(
+                    socket.tcp_keepalive_time().expect("keepidle"),
+                    Duration::from_secs(7)
+                );
+            }
+        }
+        drop((toward_client, toward_backend, client));
+        wait_no_live(&proxy).await;
+        proxy.shutdown_now().await;
+    }
+}
