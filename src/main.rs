@@ -96,7 +96,10 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
             Ok(config)
         }
         Err(errors) => {
-            eprintln!("{}: invalid config:", path.display());
+            // Whole-file errors (unreadable, syntax) already name the file.
+            if errors.0.iter().any(|e| !e.path.is_empty()) {
+                eprintln!("{}: invalid config:", path.display());
+            }
             for error in &errors.0 {
                 eprintln!("  {error}");
             }

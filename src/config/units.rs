@@ -85,7 +85,7 @@ fn parse_duration_str(text: &str) -> Result<Duration, String> {
         }
         _ => {
             return Err(format!(
-                "{shown} has an unknown unit `{unit}` (use ms, s, m, h or d); {DURATION_FORMAT}"
+                "{shown} has an unknown unit `{unit}`; {DURATION_FORMAT}"
             ));
         }
     };

@@ -62,11 +62,12 @@ pub struct RelayConfig {
     pub buffer_size: usize,
 }
 
-/// One direction: bytes read from `src` wait in `buf[start..end]` until written to `dst`.
+/// One direction: bytes read from `src` wait in `buf[start..]` until written to `dst`.
 struct Pipe {
-    buf: Box<[u8]>,
+    /// Fixed capacity (the bound); `len()` is where the next read lands. Never zero-filled:
+    /// reads go into the spare capacity, so an idle connection's buffer pages stay untouched.
+    buf: Vec<u8>,
     start: usize,
-    end: usize,
     /// `src` sent FIN (read returned 0).
     src_done: bool,
     /// `dst`'s write half is shut down: this direction is finished.
@@ -88,9 +89,8 @@ enum Peer {
 impl Pipe {
     fn new(size: usize, now: Instant) -> Pipe {
         Pipe {
-            buf: vec![0; size].into_boxed_slice(),
+            buf: Vec::with_capacity(size),
             start: 0,
-            end: 0,
             src_done: false,
             dst_shut: false,
             unflushed: false,
@@ -119,8 +119,8 @@ impl Pipe {
         }
         loop {
             let mut progressed = false;
-            while self.start < self.end {
-                match Pin::new(&mut *dst).poll_write(cx, &self.buf[self.start..self.end]) {
+            while let Some(pending) = self.buf.get(self.start..).filter(|b| !b.is_empty()) {
+                match Pin::new(&mut *dst).poll_write(cx, pending) {
                     Poll::Ready(Ok(0)) => {
                         let err = io::Error::from(io::ErrorKind::WriteZero);
                         return Poll::Ready(Err((Peer::Destination, err)));
@@ -134,9 +134,9 @@ impl Pipe {
                     Poll::Pending => break,
                 }
             }
-            if self.start == self.end {
+            if self.start == self.buf.len() {
                 self.start = 0;
-                self.end = 0;
+                self.buf.clear();
                 if self.unflushed {
                     match Pin::new(&mut *dst).poll_flush(cx) {
                         Poll::Ready(Ok(())) => self.unflushed = false,
@@ -145,8 +145,8 @@ impl Pipe {
                     }
                 }
             }
-            if reading && !self.src_done && self.end < self.buf.len() {
-                let mut rb = ReadBuf::new(&mut self.buf[self.end..]);
+            if reading && !self.src_done && self.buf.len() < self.buf.capacity() {
+                let mut rb = ReadBuf::uninit(self.buf.spare_capacity_mut());
                 match Pin::new(&mut *src).poll_read(cx, &mut rb) {
                     Poll::Ready(Ok(())) => {
                         let n = rb.filled().len();
@@ -155,7 +155,9 @@ impl Pipe {
                             self.src_done = true;
                             self.fin_at = Some(now);
                         } else {
-                            self.end += n;
+                            // SAFETY: ReadBuf guarantees its first `n` bytes were initialised,
+                            // and they are the `n` bytes right after the current length.
+                            unsafe { self.buf.set_len(self.buf.len() + n) };
                             self.bytes += n as u64;
                             self.last_read = now;
                         }
@@ -165,7 +167,7 @@ impl Pipe {
                     Poll::Pending => {}
                 }
             }
-            let drained = self.start == self.end && !self.unflushed;
+            let drained = self.start == self.buf.len() && !self.unflushed;
             if drained && (self.src_done || !reading) {
                 return match ready!(Pin::new(&mut *dst).poll_shutdown(cx)) {
                     Ok(()) => {
