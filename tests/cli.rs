@@ -881,7 +881,7 @@ fn debug_log_has_a_connection_closed_line() {
         "bytes_in=5".to_string(),
         "bytes_out=5".to_string(),
         "duration_ms=".to_string(),
-        r#"reason="client_fin""#.to_string(),
+        "reason=client_fin".to_string(),
         client.to_string(),
         running.backend.to_string(),
     ] {

@@ -194,3 +194,22 @@ async fn disabled_routes_do_not_listen() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn ipv6_loopback_listener_and_a_hostname_target() {
+    let backend = tagged_backend("by-name").await;
+    let port = free_port();
+    let config = json!({"bindAddress": "::1", "routes": [{
+        "match": {"ports": port},
+        "action": {"type": "forward", "target": {"host": "localhost", "port": backend}}
+    }]});
+    let proxy = start_proxy(config).await;
+    let mut client = tokio::time::timeout(PATIENCE, tokio::net::TcpStream::connect(("::1", port)))
+        .await
+        .expect("connect in time")
+        .expect("connect over IPv6 loopback");
+    let (got, ending) = read_to_end(&mut client).await;
+    assert_eq!((got.as_slice(), ending), (&b"by-name"[..], Ending::Fin));
+    drop(client);
+    wait_closed_with(&proxy, CloseReason::BackendFin, 1).await;
+}

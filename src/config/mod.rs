@@ -96,6 +96,33 @@ pub enum TargetPort {
     Preserve,
 }
 
+impl Default for Config {
+    /// The defaults of SPEC §2.1, with no routes: what `{"routes": []}` loads as.
+    fn default() -> Self {
+        Config {
+            routes: Vec::new(),
+            bind_address: None,
+            initial_data_timeout: Duration::from_secs(60),
+            connection_timeout: Duration::from_secs(30),
+            inactivity_timeout: Duration::from_secs(4 * 3600),
+            keep_alive_treatment: KeepAliveTreatment::Extended,
+            keep_alive_inactivity_multiplier: 6.0,
+            max_connection_lifetime: Duration::from_secs(24 * 3600),
+            extended_keep_alive_lifetime: Duration::from_secs(7 * 86_400),
+            half_close_timeout: Duration::from_secs(10 * 60),
+            graceful_shutdown_timeout: Duration::from_secs(30),
+            no_delay: true,
+            keep_alive: true,
+            keep_alive_initial_delay: Duration::from_secs(10),
+            max_pending_data_size: 1 << 20,
+            max_connections: 0,
+            relay_buffer_size: 64 << 10,
+            http_response_timeout: Duration::from_secs(60),
+            max_request_head_size: 64 << 10,
+        }
+    }
+}
+
 /// Which file format a path holds, from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -127,5 +154,17 @@ impl Config {
             // The embedded file is checked by a unit test; reaching this is a build defect.
             Err(errors) => panic!("embedded default config is invalid: {errors}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_what_an_empty_route_list_loads_as() {
+        let (parsed, warnings) = Config::parse(r#"{"routes": []}"#, Format::Json).expect("valid");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(Config::default(), parsed);
     }
 }

@@ -145,14 +145,14 @@ impl<'a> ConnEnd<'a> {
 fn log_end(id: u64, peer: SocketAddr, local: SocketAddr, at: Instant, end: &ConnEnd<'_>) {
     tracing::debug!(
         conn = id,
-        route = end.route.unwrap_or("-"),
+        route = %end.route.unwrap_or("-"),
         client = %peer,
         listener = %local,
         backend = %end.backend.map_or_else(|| "-".to_string(), |a| a.to_string()),
         bytes_in = end.client_to_backend,
         bytes_out = end.backend_to_client,
         duration_ms = at.elapsed().as_millis() as u64,
-        reason = end.reason.as_str(),
+        reason = %end.reason,
         error = ?end.error,
         "connection closed"
     );

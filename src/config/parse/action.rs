@@ -1,0 +1,330 @@
+//! A route's `action`: its type, its targets, and its option objects (`tls`, `websocket`,
+//! `headers`, `redirect`, `respond`, `loadBalancing`), which are shape-checked and refused.
+
+use serde_json::Value;
+
+use super::target::{target, targets};
+use super::tree::{
+    Ctx, check_keys, child, expect_bool, expect_choice, expect_duration, expect_object,
+    expect_size, expect_str, expect_string_list, expect_string_map, expect_text, one_of,
+};
+use super::{WITH_HEALTH_CHECKS, WITH_HTTP, WITH_LOAD_BALANCING, WITH_SOCKET_HANDLERS, WITH_TLS};
+use crate::config::Action;
+use crate::config::units::{describe, quoted};
+
+pub(super) const ACTION_KEYS: &[&str] = &[
+    "type",
+    "targets",
+    "target",
+    "tls",
+    "websocket",
+    "headers",
+    "redirect",
+    "respond",
+    "protocol",
+    "loadBalancing",
+];
+
+pub(super) const TLS_KEYS: &[&str] = &["mode", "certificate", "caFile", "rejectUnauthorized"];
+const CERTIFICATE_KEYS: &[&str] = &["certFile", "keyFile", "cert", "key", "ca"];
+const WEBSOCKET_KEYS: &[&str] = &[
+    "enabled",
+    "pingInterval",
+    "pingTimeout",
+    "maxPayloadSize",
+    "subprotocols",
+    "rewritePath",
+    "allowedOrigins",
+    "customHeaders",
+];
+const HEADERS_KEYS: &[&str] = &["request", "response"];
+const REDIRECT_KEYS: &[&str] = &["to", "status"];
+const RESPOND_KEYS: &[&str] = &["status", "body", "headers"];
+const LOAD_BALANCING_KEYS: &[&str] = &["algorithm", "healthCheck"];
+
+const ACTION_TYPES: &[&str] = &["forward", "redirect", "respond", "block", "socket-handler"];
+
+pub(super) fn action(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Action> {
+    let object = expect_object(ctx, path, value, "an object with `type` and `targets`")?;
+    check_keys(ctx, path, object, ACTION_KEYS, &[]);
+
+    let type_path = child(path, "type");
+    let kind = match object.get("type") {
+        None => {
+            ctx.error(
+                &type_path,
+                format!(
+                    "required key missing: the action type ({})",
+                    one_of(ACTION_TYPES)
+                ),
+            );
+            None
+        }
+        Some(value) => expect_choice(ctx, &type_path, value, ACTION_TYPES, "an action type"),
+    };
+    match kind {
+        Some(k @ ("redirect" | "respond" | "block")) => ctx.error(
+            &type_path,
+            format!(
+                "{} is not supported yet by this version (arrives with {WITH_HTTP}); \
+                 only forward works so far",
+                quoted(k)
+            ),
+        ),
+        Some("socket-handler") => ctx.error(
+            &type_path,
+            format!(
+                "\"socket-handler\" is not supported yet by this version (arrives with \
+                 {WITH_SOCKET_HANDLERS}); only forward works so far"
+            ),
+        ),
+        _ => {}
+    }
+    let forward = kind == Some("forward");
+
+    let targets = match (object.get("targets"), object.get("target")) {
+        (Some(list), Some(one)) => {
+            targets(ctx, &child(path, "targets"), list);
+            target(ctx, &child(path, "target"), one);
+            ctx.error(
+                path,
+                "has both `target` and `targets`; give either one `target` or a list of `targets`",
+            );
+            None
+        }
+        (Some(list), None) => targets(ctx, &child(path, "targets"), list),
+        (None, Some(one)) => target(ctx, &child(path, "target"), one).map(|t| vec![t]),
+        (None, None) => {
+            if forward {
+                ctx.error(
+                    &child(path, "targets"),
+                    "required key missing: a forward action needs `targets` (a list of \
+                     {host, port}) or `target` (one {host, port})",
+                );
+            }
+            None
+        }
+    };
+
+    if let Some(value) = object.get("tls") {
+        tls(ctx, &child(path, "tls"), value);
+    }
+    if let Some(value) = object.get("websocket") {
+        websocket(ctx, &child(path, "websocket"), value);
+    }
+    if let Some(value) = object.get("headers") {
+        header_ops(ctx, &child(path, "headers"), value);
+    }
+    if let Some(value) = object.get("redirect") {
+        redirect(ctx, &child(path, "redirect"), value, kind);
+    }
+    if let Some(value) = object.get("respond") {
+        respond(ctx, &child(path, "respond"), value, kind);
+    }
+    if let Some(value) = object.get("protocol") {
+        let key_path = child(path, "protocol");
+        // `tcp` is what forwarding does today; forcing HTTP needs the HTTP engine.
+        if expect_choice(ctx, &key_path, value, &["tcp", "http"], "a protocol") == Some("http") {
+            ctx.unsupported(&key_path, WITH_HTTP);
+        }
+    }
+    if let Some(value) = object.get("loadBalancing") {
+        load_balancing(ctx, &child(path, "loadBalancing"), value);
+    }
+
+    if forward {
+        targets.map(|targets| Action { targets })
+    } else {
+        None
+    }
+}
+
+fn tls(ctx: &mut Ctx, path: &str, value: &Value) {
+    let Some(object) = expect_object(ctx, path, value, "an object with `mode`") else {
+        return;
+    };
+    check_keys(ctx, path, object, TLS_KEYS, &[]);
+    let modes = ["passthrough", "terminate", "terminate-and-reencrypt"];
+    match object.get("mode") {
+        None => ctx.error(
+            &child(path, "mode"),
+            format!("required key missing: the TLS mode ({})", one_of(&modes)),
+        ),
+        Some(value) => {
+            expect_choice(ctx, &child(path, "mode"), value, &modes, "a TLS mode");
+        }
+    }
+    if let Some(value) = object.get("certificate") {
+        certificate(ctx, &child(path, "certificate"), value);
+    }
+    if let Some(value) = object.get("caFile") {
+        expect_text(ctx, &child(path, "caFile"), value, "a file path");
+    }
+    if let Some(value) = object.get("rejectUnauthorized") {
+        expect_bool(ctx, &child(path, "rejectUnauthorized"), value);
+    }
+    ctx.unsupported(path, WITH_TLS);
+}
+
+fn certificate(ctx: &mut Ctx, path: &str, value: &Value) {
+    let expected = "\"auto\", {certFile, keyFile} or {cert, key} (inline PEM)";
+    match value {
+        Value::String(s) if s == "auto" => {}
+        Value::Object(object) => {
+            check_keys(ctx, path, object, CERTIFICATE_KEYS, &[]);
+            for key in CERTIFICATE_KEYS {
+                if let Some(v) = object.get(*key) {
+                    expect_text(ctx, &child(path, key), v, "a non-empty string");
+                }
+            }
+            let has = |k: &str| object.contains_key(k);
+            let files = has("certFile") || has("keyFile");
+            let inline = has("cert") || has("key");
+            if files && inline {
+                ctx.error(
+                    path,
+                    "mixes files (certFile/keyFile) with inline PEM (cert/key); give one pair",
+                );
+            } else if files && !(has("certFile") && has("keyFile")) {
+                ctx.error(path, "needs both `certFile` and `keyFile`");
+            } else if inline && !(has("cert") && has("key")) {
+                ctx.error(path, "needs both `cert` and `key`");
+            } else if !files && !inline {
+                ctx.error(path, format!("expected {expected}"));
+            }
+        }
+        other => ctx.error(
+            path,
+            format!("expected {expected}, found {}", describe(other)),
+        ),
+    }
+}
+
+fn websocket(ctx: &mut Ctx, path: &str, value: &Value) {
+    let Some(object) = expect_object(ctx, path, value, "an object") else {
+        return;
+    };
+    check_keys(ctx, path, object, WEBSOCKET_KEYS, &[]);
+    if let Some(v) = object.get("enabled") {
+        expect_bool(ctx, &child(path, "enabled"), v);
+    }
+    for key in ["pingInterval", "pingTimeout"] {
+        if let Some(v) = object.get(key) {
+            expect_duration(ctx, &child(path, key), v);
+        }
+    }
+    if let Some(v) = object.get("maxPayloadSize") {
+        expect_size(ctx, &child(path, "maxPayloadSize"), v);
+    }
+    for key in ["subprotocols", "allowedOrigins"] {
+        if let Some(v) = object.get(key) {
+            expect_string_list(ctx, &child(path, key), v, "strings");
+        }
+    }
+    if let Some(v) = object.get("rewritePath") {
+        expect_str(ctx, &child(path, "rewritePath"), v, "a path");
+    }
+    if let Some(v) = object.get("customHeaders") {
+        expect_string_map(ctx, &child(path, "customHeaders"), v, false);
+    }
+    ctx.unsupported(path, WITH_HTTP);
+}
+
+fn header_ops(ctx: &mut Ctx, path: &str, value: &Value) {
+    let Some(object) = expect_object(
+        ctx,
+        path,
+        value,
+        "an object with `request` and/or `response`",
+    ) else {
+        return;
+    };
+    check_keys(ctx, path, object, HEADERS_KEYS, &[]);
+    for key in HEADERS_KEYS {
+        if let Some(v) = object.get(*key) {
+            expect_string_map(ctx, &child(path, key), v, true);
+        }
+    }
+    ctx.unsupported(path, WITH_HTTP);
+}
+
+/// `redirect`/`respond` belong to their action type, which is refused on its own; here only the
+/// shape is checked, and a mismatch with the type is an error.
+fn redirect(ctx: &mut Ctx, path: &str, value: &Value, kind: Option<&str>) {
+    let Some(object) = expect_object(ctx, path, value, "an object {to, status}") else {
+        return;
+    };
+    check_keys(ctx, path, object, REDIRECT_KEYS, &[]);
+    match object.get("to") {
+        None => ctx.error(
+            &child(path, "to"),
+            "required key missing: the target URL (e.g. \"https://{domain}{path}\")",
+        ),
+        Some(v) => {
+            expect_text(ctx, &child(path, "to"), v, "a URL");
+        }
+    }
+    if let Some(v) = object.get("status") {
+        let valid = v
+            .as_u64()
+            .is_some_and(|s| matches!(s, 301 | 302 | 303 | 307 | 308));
+        if !valid {
+            ctx.error(
+                &child(path, "status"),
+                format!(
+                    "expected a redirect status (301, 302, 303, 307 or 308), found {}",
+                    describe(v)
+                ),
+            );
+        }
+    }
+    if kind.is_some_and(|k| k != "redirect") {
+        ctx.error(path, "only used with `type: redirect`");
+    }
+}
+
+fn respond(ctx: &mut Ctx, path: &str, value: &Value, kind: Option<&str>) {
+    let Some(object) = expect_object(ctx, path, value, "an object {status, body, headers}") else {
+        return;
+    };
+    check_keys(ctx, path, object, RESPOND_KEYS, &[]);
+    if let Some(v) = object.get("status")
+        && !v.as_u64().is_some_and(|s| (100..=599).contains(&s))
+    {
+        ctx.error(
+            &child(path, "status"),
+            format!("expected an HTTP status (100-599), found {}", describe(v)),
+        );
+    }
+    if let Some(v) = object.get("body") {
+        expect_str(ctx, &child(path, "body"), v, "a string");
+    }
+    if let Some(v) = object.get("headers") {
+        expect_string_map(ctx, &child(path, "headers"), v, false);
+    }
+    if kind.is_some_and(|k| k != "respond") {
+        ctx.error(path, "only used with `type: respond`");
+    }
+}
+
+fn load_balancing(ctx: &mut Ctx, path: &str, value: &Value) {
+    let Some(object) = expect_object(ctx, path, value, "an object {algorithm}") else {
+        return;
+    };
+    check_keys(ctx, path, object, LOAD_BALANCING_KEYS, &[]);
+    if let Some(v) = object.get("algorithm") {
+        let key_path = child(path, "algorithm");
+        let algorithms = ["round-robin", "least-connections", "ip-hash"];
+        if let Some("least-connections" | "ip-hash") =
+            expect_choice(ctx, &key_path, v, &algorithms, "a load-balancing algorithm")
+        {
+            ctx.unsupported(&key_path, WITH_LOAD_BALANCING);
+        }
+    }
+    if let Some(v) = object.get("healthCheck") {
+        let key_path = child(path, "healthCheck");
+        if expect_object(ctx, &key_path, v, "an object").is_some() {
+            ctx.unsupported(&key_path, WITH_HEALTH_CHECKS);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Client address patterns: `match.clientIp`, and the `ipAllowList`, `ipBlockList` and
+//! `trustedProxies` lists.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+use super::tree::{Ctx, check_entries, expect_string_list, string_or_list};
+use crate::config::IpPattern;
+use crate::config::units::quoted;
+
+/// A list of client address patterns (`ipAllowList`, `ipBlockList`, `trustedProxies`).
+pub(super) fn ip_list(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec<IpPattern>> {
+    let entries = expect_string_list(ctx, path, value, "IP addresses, CIDRs or globs")?;
+    check_entries(ctx, &entries, ip_pattern)
+}
+
+/// `match.clientIp`: one pattern or a list of them.
+pub(super) fn client_ips(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec<IpPattern>> {
+    let entries = string_or_list(ctx, path, value, "an IP address, CIDR or glob")?;
+    check_entries(ctx, &entries, ip_pattern)
+}
+
+/// A CIDR (`10.0.0.0/8`), a bare address (→ /32 or /128) or a glob (`192.168.1.*`).
+fn ip_pattern(text: &str) -> Result<IpPattern, String> {
+    let bad = || {
+        format!(
+            "{} is not a CIDR (e.g. 10.0.0.0/8), an IP address (e.g. 192.168.1.10) or a glob \
+             (e.g. 192.168.1.*)",
+            quoted(text)
+        )
+    };
+    if text.contains('*') {
+        let glob_chars = text
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '*'));
+        return if glob_chars {
+            Ok(IpPattern::Glob(text.to_string()))
+        } else {
+            Err(bad())
+        };
+    }
+    if text.contains('/') {
+        return IpNet::from_str(text)
+            .map(|net| IpPattern::Net(net.trunc()))
+            .map_err(|_| bad());
+    }
+    IpAddr::from_str(text)
+        .map(|address| IpPattern::Net(IpNet::from(address)))
+        .map_err(|_| bad())
+}

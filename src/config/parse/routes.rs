@@ -1,0 +1,383 @@
+//! One route: its name, priority and flags, and its `match` (ports, client addresses, and the
+//! routing conditions that are refused for now).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use super::WITH_ROUTING;
+use super::action::action;
+use super::ip::client_ips;
+use super::security::security;
+use super::tree::{
+    Ctx, check_entries, check_keys, child, expect_bool, expect_object, expect_str,
+    expect_string_list, expect_string_map, expect_text, item, string_or_list,
+};
+use crate::config::units::{describe, quoted};
+use crate::config::{Route, RouteMatch};
+
+pub(super) const ROUTE_KEYS: &[&str] = &[
+    "name",
+    "priority",
+    "enabled",
+    "match",
+    "action",
+    "security",
+    "description",
+    "tags",
+];
+pub(super) const MATCH_KEYS: &[&str] = &[
+    "ports",
+    "domains",
+    "path",
+    "clientIp",
+    "headers",
+    "tlsVersion",
+];
+const RANGE_KEYS: &[&str] = &["from", "to"];
+
+/// Where a route name was first seen, and whether it was written or generated.
+pub(super) struct NameOwner {
+    index: usize,
+    generated: bool,
+}
+
+pub(super) fn route(
+    ctx: &mut Ctx,
+    index: usize,
+    value: &Value,
+    names: &mut HashMap<String, NameOwner>,
+) -> Option<Route> {
+    let path = item("routes", index);
+    let object = expect_object(
+        ctx,
+        &path,
+        value,
+        "a route (an object with `match` and `action`)",
+    )?;
+    check_keys(ctx, &path, object, ROUTE_KEYS, &[]);
+
+    let name = route_name(ctx, &path, index, object, names);
+
+    let priority = match object.get("priority") {
+        None => Some(0),
+        Some(value) => match value.as_i64() {
+            Some(p) => Some(p),
+            None => {
+                ctx.error(
+                    &child(&path, "priority"),
+                    format!(
+                        "expected a whole number (higher is tried first), found {}",
+                        describe(value)
+                    ),
+                );
+                None
+            }
+        },
+    };
+
+    let enabled = match object.get("enabled") {
+        None => Some(true),
+        Some(value) => expect_bool(ctx, &child(&path, "enabled"), value),
+    };
+
+    if let Some(value) = object.get("description") {
+        expect_str(ctx, &child(&path, "description"), value, "a string");
+    }
+    if let Some(value) = object.get("tags") {
+        expect_string_list(ctx, &child(&path, "tags"), value, "strings");
+    }
+
+    let matcher = match object.get("match") {
+        None => {
+            ctx.error(
+                &child(&path, "match"),
+                "required key missing: an object with at least `ports`",
+            );
+            None
+        }
+        Some(value) => route_match(ctx, &child(&path, "match"), value),
+    };
+
+    let action = match object.get("action") {
+        None => {
+            ctx.error(
+                &child(&path, "action"),
+                "required key missing: an object with `type` (e.g. forward) and `targets`",
+            );
+            None
+        }
+        Some(value) => action(ctx, &child(&path, "action"), value),
+    };
+
+    if let Some(value) = object.get("security") {
+        security(ctx, &child(&path, "security"), value);
+    }
+
+    Some(Route {
+        name: name?,
+        priority: priority?,
+        enabled: enabled?,
+        matcher: matcher?,
+        action: action?,
+    })
+}
+
+fn route_name(
+    ctx: &mut Ctx,
+    path: &str,
+    index: usize,
+    object: &Map<String, Value>,
+    names: &mut HashMap<String, NameOwner>,
+) -> Option<String> {
+    let name_path = child(path, "name");
+    let (name, generated) = match object.get("name") {
+        None => (format!("route-{}", index + 1), true),
+        Some(value) => {
+            let name = expect_text(ctx, &name_path, value, "a route name")?;
+            if name.chars().any(char::is_control) {
+                ctx.error(
+                    &name_path,
+                    format!("{} contains control characters", quoted(name)),
+                );
+                return None;
+            }
+            (name.to_string(), false)
+        }
+    };
+    if let Some(owner) = names.get(&name) {
+        let first = item("routes", owner.index);
+        let owner_kind = if owner.generated {
+            format!("{first}, whose name is generated")
+        } else {
+            first
+        };
+        if generated {
+            ctx.error(
+                path,
+                format!(
+                    "the generated name {} is already used by {owner_kind}; give this route a `name`",
+                    quoted(&name)
+                ),
+            );
+        } else {
+            ctx.error(
+                &name_path,
+                format!(
+                    "duplicate route name {} (already used by {owner_kind})",
+                    quoted(&name)
+                ),
+            );
+        }
+        return None;
+    }
+    names.insert(name.clone(), NameOwner { index, generated });
+    Some(name)
+}
+
+fn route_match(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteMatch> {
+    let object = expect_object(ctx, path, value, "an object with at least `ports`")?;
+    check_keys(ctx, path, object, MATCH_KEYS, &[]);
+
+    let ports = match object.get("ports") {
+        None => {
+            ctx.error(
+                &child(path, "ports"),
+                "required key missing: a port, a list of ports or {from, to}",
+            );
+            None
+        }
+        Some(value) => ports(ctx, &child(path, "ports"), value),
+    };
+
+    let client_ip = match object.get("clientIp") {
+        None => Some(Vec::new()),
+        Some(value) => client_ips(ctx, &child(path, "clientIp"), value),
+    };
+
+    if let Some(value) = object.get("domains") {
+        let key_path = child(path, "domains");
+        routing_condition(
+            ctx,
+            &key_path,
+            value,
+            "a domain name or pattern",
+            check_domain,
+        );
+    }
+    if let Some(value) = object.get("path") {
+        let key_path = child(path, "path");
+        if let Some(text) = expect_str(ctx, &key_path, value, "a path pattern") {
+            if text.starts_with('/') || text.starts_with('*') {
+                ctx.unsupported(&key_path, WITH_ROUTING);
+            } else {
+                ctx.error(
+                    &key_path,
+                    format!(
+                        "{} is not a path pattern; expected one starting with / or * (e.g. /api/*)",
+                        quoted(text)
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(value) = object.get("headers") {
+        let key_path = child(path, "headers");
+        if expect_string_map(ctx, &key_path, value, false).is_some_and(|count| count > 0) {
+            ctx.unsupported(&key_path, WITH_ROUTING);
+        }
+    }
+    if let Some(value) = object.get("tlsVersion") {
+        let key_path = child(path, "tlsVersion");
+        routing_condition(ctx, &key_path, value, "a TLS version", check_tls_version);
+    }
+
+    Some(RouteMatch {
+        ports: ports?,
+        client_ip: client_ip?,
+    })
+}
+
+/// `443` | `[80, 443]` | `{from, to}` | `[80, {from: 8000, to: 8010}]` → sorted, de-duplicated.
+fn ports(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec<u16>> {
+    let mut out = Vec::new();
+    let ok = match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                ctx.error(
+                    path,
+                    "an empty list matches no port; give at least one port",
+                );
+                return None;
+            }
+            let mut ok = true;
+            for (i, entry) in items.iter().enumerate() {
+                ok &= port_entry(ctx, &item(path, i), entry, &mut out, true);
+            }
+            ok
+        }
+        other => port_entry(ctx, path, other, &mut out, false),
+    };
+    if !ok {
+        return None;
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
+}
+
+fn port_entry(ctx: &mut Ctx, path: &str, value: &Value, out: &mut Vec<u16>, in_list: bool) -> bool {
+    match value {
+        Value::Number(_) => match port_number(ctx, path, value) {
+            Some(port) => {
+                out.push(port);
+                true
+            }
+            None => false,
+        },
+        Value::Object(range) => {
+            check_keys(ctx, path, range, RANGE_KEYS, &[]);
+            let mut bound = |key: &str| match range.get(key) {
+                None => {
+                    ctx.error(
+                        &child(path, key),
+                        "required key missing: a port number (1-65535)",
+                    );
+                    None
+                }
+                Some(v) => port_number(ctx, &child(path, key), v),
+            };
+            let from = bound("from");
+            let to = bound("to");
+            match (from, to) {
+                (Some(from), Some(to)) if from <= to => {
+                    out.extend(from..=to);
+                    true
+                }
+                (Some(from), Some(to)) => {
+                    ctx.error(path, format!("`from` ({from}) is greater than `to` ({to})"));
+                    false
+                }
+                _ => false,
+            }
+        }
+        other => {
+            let expected = if in_list {
+                "a port number (1-65535) or {from, to}"
+            } else {
+                "a port number (1-65535), a list of ports or {from, to}"
+            };
+            ctx.error(
+                path,
+                format!("expected {expected}, found {}", describe(other)),
+            );
+            false
+        }
+    }
+}
+
+pub(super) fn port_number(ctx: &mut Ctx, path: &str, value: &Value) -> Option<u16> {
+    match value {
+        Value::Number(n) => match n.as_u64().and_then(|p| u16::try_from(p).ok()) {
+            Some(port) if port >= 1 => Some(port),
+            _ => {
+                ctx.error(path, format!("{n} is not a port (1-65535)"));
+                None
+            }
+        },
+        other => {
+            ctx.error(
+                path,
+                format!(
+                    "expected a port number (1-65535), found {}",
+                    describe(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A routing condition given as a string or a list (`domains`, `tlsVersion`): each entry is
+/// checked, then the whole is refused unless empty, since routing on it does not exist yet.
+fn routing_condition(
+    ctx: &mut Ctx,
+    path: &str,
+    value: &Value,
+    what: &str,
+    check: fn(&str) -> Result<(), String>,
+) {
+    let Some(entries) = string_or_list(ctx, path, value, what) else {
+        return;
+    };
+    if check_entries(ctx, &entries, check).is_some() && !entries.is_empty() {
+        ctx.unsupported(path, WITH_ROUTING);
+    }
+}
+
+fn check_domain(text: &str) -> Result<(), String> {
+    let valid = !text.is_empty()
+        && !text.contains("..")
+        && text
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '*'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a domain name or pattern (e.g. example.com, *.example.com)",
+            quoted(text)
+        ))
+    }
+}
+
+fn check_tls_version(text: &str) -> Result<(), String> {
+    if matches!(text, "TLSv1.2" | "TLSv1.3") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a TLS version that can be matched; expected TLSv1.2 or TLSv1.3",
+            quoted(text)
+        ))
+    }
+}

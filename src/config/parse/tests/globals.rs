@@ -1,0 +1,367 @@
+//! The top level: defaults, global options, ignored and refused globals (`parse/globals.rs`).
+
+use super::*;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::config::parse::from_text;
+use crate::config::parse::globals::IGNORED_GLOBALS;
+use crate::config::{Format, KeepAliveTreatment};
+
+// --- the embedded default and defaults -----------------------------------------------
+
+#[test]
+fn embedded_default_is_valid() {
+    let (config, warnings) =
+        from_text(crate::config::DEFAULT_CONFIG_YAML, Format::Yaml).expect("valid");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config, Config::embedded_default());
+    assert_eq!(config.bind_address, Some(IpAddr::from([127, 0, 0, 1])));
+    assert!(config.routes.is_empty());
+}
+
+#[test]
+fn the_route_shown_in_the_default_file_is_valid() {
+    // The commented example in default.yaml, uncommented, must load.
+    let text: String = crate::config::DEFAULT_CONFIG_YAML
+        .lines()
+        .skip_while(|line| !line.starts_with("# routes:"))
+        .map(|line| {
+            line.strip_prefix("# ")
+                .unwrap_or(line.trim_start_matches('#'))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.starts_with("routes:"), "{text}");
+    let (config, _) = from_text(&text, Format::Yaml).expect("example route is valid");
+    assert_eq!(config.routes.len(), 1);
+    assert_eq!(config.routes[0].matcher.ports, vec![8080]);
+}
+
+#[test]
+fn defaults_follow_the_spec() {
+    let (config, warnings) = accept(json!({ "routes": [] }));
+    assert!(warnings.is_empty());
+    let hour = 3600;
+    assert_eq!(config.routes, vec![]);
+    assert_eq!(config.bind_address, None);
+    assert_eq!(config.initial_data_timeout, Duration::from_secs(60));
+    assert_eq!(config.connection_timeout, Duration::from_secs(30));
+    assert_eq!(config.inactivity_timeout, Duration::from_secs(4 * hour));
+    assert_eq!(config.keep_alive_treatment, KeepAliveTreatment::Extended);
+    assert_eq!(config.keep_alive_inactivity_multiplier, 6.0);
+    assert_eq!(
+        config.max_connection_lifetime,
+        Duration::from_secs(24 * hour)
+    );
+    assert_eq!(
+        config.extended_keep_alive_lifetime,
+        Duration::from_secs(7 * 24 * hour)
+    );
+    assert_eq!(config.half_close_timeout, Duration::from_secs(600));
+    assert_eq!(config.graceful_shutdown_timeout, Duration::from_secs(30));
+    assert!(config.no_delay);
+    assert!(config.keep_alive);
+    assert_eq!(config.keep_alive_initial_delay, Duration::from_secs(10));
+    assert_eq!(config.max_pending_data_size, 1024 * 1024);
+    assert_eq!(config.max_connections, 0);
+    assert_eq!(config.relay_buffer_size, 64 * 1024);
+    assert_eq!(config.http_response_timeout, Duration::from_secs(60));
+    assert_eq!(config.max_request_head_size, 64 * 1024);
+}
+
+#[test]
+fn every_global_option_is_read() {
+    let (config, warnings) = accept(json!({
+        "routes": [],
+        "bindAddress": "::1",
+        "initialDataTimeout": "5s",
+        "connectionTimeout": 2500,
+        "inactivityTimeout": "15m",
+        "keepAliveTreatment": "immortal",
+        "keepAliveInactivityMultiplier": 2.5,
+        "maxConnectionLifetime": "0",
+        "extendedKeepAliveLifetime": "30d",
+        "halfCloseTimeout": "0s",
+        "gracefulShutdownTimeout": "1.5s",
+        "noDelay": false,
+        "keepAlive": true,
+        "keepAliveInitialDelay": "1m",
+        "maxPendingDataSize": "2MiB",
+        "maxConnections": 10000,
+        "relayBufferSize": "16KiB",
+        "httpResponseTimeout": "90s",
+        "maxRequestHeadSize": 32768,
+        "maxConnectionsPerIP": 0,
+        "connectionRateLimitPerMinute": 0,
+        "ipAllowList": [],
+        "ipBlockList": [],
+        "trustedProxies": [],
+    }));
+    assert!(warnings.is_empty());
+    assert_eq!(config.bind_address, Some("::1".parse().expect("ip")));
+    assert_eq!(config.initial_data_timeout, Duration::from_secs(5));
+    assert_eq!(config.connection_timeout, Duration::from_millis(2500));
+    assert_eq!(config.inactivity_timeout, Duration::from_secs(900));
+    assert_eq!(config.keep_alive_treatment, KeepAliveTreatment::Immortal);
+    assert_eq!(config.keep_alive_inactivity_multiplier, 2.5);
+    assert_eq!(config.max_connection_lifetime, Duration::ZERO);
+    assert_eq!(
+        config.extended_keep_alive_lifetime,
+        Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(config.half_close_timeout, Duration::ZERO);
+    assert_eq!(
+        config.graceful_shutdown_timeout,
+        Duration::from_millis(1500)
+    );
+    assert!(!config.no_delay);
+    assert!(config.keep_alive);
+    assert_eq!(config.keep_alive_initial_delay, Duration::from_secs(60));
+    assert_eq!(config.max_pending_data_size, 2 << 20);
+    assert_eq!(config.max_connections, 10_000);
+    assert_eq!(config.relay_buffer_size, 16 << 10);
+    assert_eq!(config.http_response_timeout, Duration::from_secs(90));
+    assert_eq!(config.max_request_head_size, 32_768);
+
+    for (treatment, expected) in [
+        ("standard", KeepAliveTreatment::Standard),
+        ("extended", KeepAliveTreatment::Extended),
+        ("immortal", KeepAliveTreatment::Immortal),
+    ] {
+        let (config, _) = accept(json!({ "routes": [], "keepAliveTreatment": treatment }));
+        assert_eq!(config.keep_alive_treatment, expected);
+    }
+}
+
+#[test]
+fn global_option_errors() {
+    const OK: &str = "(accepted)";
+    for (key, value, expected) in [
+        (
+            "bindAddress",
+            json!("localhost"),
+            "bindAddress: \"localhost\" is not an IP address",
+        ),
+        (
+            "bindAddress",
+            json!(127),
+            "bindAddress: expected an IP address, found 127",
+        ),
+        (
+            "keepAliveTreatment",
+            json!("forever"),
+            "keepAliveTreatment: \"forever\" is not a keep-alive treatment; expected \
+             standard, extended or immortal",
+        ),
+        (
+            "keepAliveInactivityMultiplier",
+            json!(0.5),
+            "keepAliveInactivityMultiplier: 0.5 is less than 1",
+        ),
+        (
+            "keepAliveInactivityMultiplier",
+            json!("6"),
+            "keepAliveInactivityMultiplier: expected a number ≥ 1",
+        ),
+        (
+            "keepAliveInactivityMultiplier",
+            json!(1e300),
+            "longer than the longest allowed duration",
+        ),
+        ("keepAliveInactivityMultiplier", json!(1), OK),
+        (
+            "noDelay",
+            json!("yes"),
+            "noDelay: expected true or false, found the string \"yes\"",
+        ),
+        (
+            "inactivityTimeout",
+            json!("4 hours"),
+            "inactivityTimeout: \"4 hours\" has an unknown unit `hours`",
+        ),
+        (
+            "halfCloseTimeout",
+            json!(-1),
+            "halfCloseTimeout: -1 is negative",
+        ),
+        (
+            "maxPendingDataSize",
+            json!(0),
+            "maxPendingDataSize: 0 would refuse every client",
+        ),
+        ("maxPendingDataSize", json!("1 MiB "), OK),
+        (
+            "maxRequestHeadSize",
+            json!("0KiB"),
+            "maxRequestHeadSize: 0 would refuse every HTTP request",
+        ),
+        (
+            "maxConnections",
+            json!(-1),
+            "maxConnections: expected a whole number ≥ 0 (0 = unlimited), found -1",
+        ),
+        (
+            "maxConnections",
+            json!(1.5),
+            "maxConnections: expected a whole number ≥ 0",
+        ),
+        (
+            "relayBufferSize",
+            json!(512),
+            "relayBufferSize: 512 (512 bytes) is outside the allowed range 1KiB to 16MiB",
+        ),
+        (
+            "relayBufferSize",
+            json!("17MiB"),
+            "relayBufferSize: \"17MiB\" (17825792 bytes) is outside the allowed range",
+        ),
+        ("relayBufferSize", json!("1KiB"), OK),
+        ("relayBufferSize", json!("16MiB"), OK),
+        (
+            "keepAliveInitialDelay",
+            json!(0),
+            "keepAliveInitialDelay: 0 is shorter than 1s",
+        ),
+        (
+            "keepAliveInitialDelay",
+            json!("500ms"),
+            "keepAliveInitialDelay: \"500ms\" is shorter than 1s",
+        ),
+        (
+            "keepAliveInitialDelay",
+            json!("10h"),
+            "keepAliveInitialDelay: \"10h\" is longer than the kernel accepts",
+        ),
+        ("keepAliveInitialDelay", json!("1s"), OK),
+    ] {
+        let config = json!({ "routes": [], key: value.clone() });
+        if expected == OK {
+            accept(config);
+            continue;
+        }
+        let errors = refuse(config);
+        assert_eq!(errors.len(), 1, "{key}={value}: {errors:#?}");
+        assert!(
+            errors[0].starts_with(expected) || errors[0].contains(expected),
+            "{key}={value}: {:?} does not match {expected:?}",
+            errors[0]
+        );
+    }
+}
+
+#[test]
+fn keep_alive_initial_delay_zero_is_fine_when_keepalive_is_off() {
+    let (config, _) = accept(json!({
+        "routes": [], "keepAlive": false, "keepAliveInitialDelay": 0
+    }));
+    assert!(!config.keep_alive);
+    assert_eq!(config.keep_alive_initial_delay, Duration::ZERO);
+}
+
+#[test]
+fn root_must_be_an_object_with_routes() {
+    assert_single(
+        &refuse(json!({})),
+        "routes: required key missing: a list of routes (`routes: []` is valid)",
+    );
+    assert_single(
+        &refuse(json!({ "routes": { "web": {} } })),
+        "routes: expected a list of routes, found an object",
+    );
+    assert_has(
+        &refuse(json!([1, 2])),
+        "expected an object with the global options",
+    );
+    let errors = from_text("# nothing here\n", Format::Yaml).expect_err("empty");
+    assert_eq!(errors.0.len(), 1);
+    assert!(errors.0[0].message.starts_with("the config is empty"));
+    assert_eq!(errors.0[0].path, "");
+}
+
+// --- unknown keys and ignored SmartProxy options -------------------------------------
+
+#[test]
+fn ignored_smartproxy_options_are_warnings() {
+    let (config, warnings) = accept(json!({
+        "routes": [],
+        "socketTimeout": 3_600_000,
+        "enableDetailedLogging": true,
+        "forwardingEngine": "node",
+    }));
+    assert_eq!(config.routes, vec![]);
+    let shown: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "enableDetailedLogging: SmartProxy option accepted but ignored by smartproxy",
+            "forwardingEngine: SmartProxy option accepted but ignored by smartproxy",
+            "socketTimeout: SmartProxy option accepted but ignored by smartproxy",
+        ]
+    );
+    for key in IGNORED_GLOBALS {
+        let (_, warnings) = accept(json!({ "routes": [], *key: null }));
+        assert_eq!(warnings.len(), 1, "{key}");
+        assert_eq!(warnings[0].path, *key);
+    }
+}
+
+#[test]
+fn a_refused_config_reports_only_errors() {
+    let errors = refuse(json!({ "routes": [], "socketTimeout": 1, "foo": 1 }));
+    assert_single(&errors, "foo: unknown key");
+}
+
+// --- refused ("not supported yet") features ------------------------------------------
+
+#[test]
+fn global_features_not_supported_yet() {
+    assert_single(
+        &refuse(json!({ "routes": [], "maxConnectionsPerIP": 100 })),
+        "maxConnectionsPerIP: not supported yet by this version (arrives with admission \
+         control)",
+    );
+    assert_single(
+        &refuse(json!({ "routes": [], "connectionRateLimitPerMinute": 300 })),
+        "connectionRateLimitPerMinute: not supported yet by this version (arrives with \
+         admission control)",
+    );
+    assert_single(
+        &refuse(json!({ "routes": [], "ipBlockList": ["10.0.0.0/8"] })),
+        "ipBlockList: not supported yet by this version (arrives with admission control)",
+    );
+    assert_single(
+        &refuse(json!({ "routes": [], "trustedProxies": ["10.0.0.1"] })),
+        "trustedProxies: not supported yet by this version (arrives with the HTTP engine)",
+    );
+    assert_single(
+        &refuse(json!({ "routes": [], "ipAllowList": "10.0.0.0/8" })),
+        "ipAllowList: expected a list of IP addresses, CIDRs or globs, found the string \
+         \"10.0.0.0/8\"",
+    );
+    assert_has(
+        &refuse(json!({ "routes": [], "ipAllowList": ["nope"] })),
+        "ipAllowList[0]: \"nope\" is not a CIDR",
+    );
+    for key in ["acme", "admin", "metrics", "proxyProtocol", "defaults"] {
+        let errors = refuse(json!({ "routes": [], key: {} }));
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with(&format!("{key}: not supported yet by this version")),
+            "{errors:?}"
+        );
+        assert_single(
+            &refuse(json!({ "routes": [], key: true })),
+            &format!("{key}: expected an object, found true"),
+        );
+    }
+    // Values that change nothing are accepted.
+    accept(json!({
+        "routes": [],
+        "maxConnectionsPerIP": 0,
+        "connectionRateLimitPerMinute": 0,
+        "ipAllowList": [],
+        "ipBlockList": [],
+        "trustedProxies": [],
+    }));
+}
