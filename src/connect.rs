@@ -98,7 +98,7 @@ impl Endpoints {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = io::Error::new(io::ErrorKind::NotFound, "route has no endpoints");
         for i in 0..n {
-            let Some(endpoint) = self.list.get((first + i) % n) else {
+            let Some(endpoint) = self.list.get(first.wrapping_add(i) % n) else {
                 continue;
             };
             let attempt = endpoint.connect(local_port);

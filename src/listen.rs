@@ -56,21 +56,34 @@ fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<Socket> {
 
 /// Accepts until `stop` is cancelled, then drops (closes) the listener.
 pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    let Ok(local) = listener.local_addr() else {
-        return;
+    let local = match listener.local_addr() {
+        Ok(local) => local,
+        Err(e) => {
+            tracing::error!(error = %e, "listener has no local address; not accepting");
+            return;
+        }
     };
+    let mut last_warning: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
+            // Stop first: once shutdown begins, no further connection is taken.
+            biased;
             _ = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // Out of file descriptors or memory: back off instead of spinning.
-                tracing::warn!(listener = %local, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+                // Out of file descriptors or memory: back off instead of spinning, and say so
+                // at most once a second.
+                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(listener = %local, error = %e, "accept failed");
+                    last_warning = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                }
             }
         };
         shared.socket_options.apply(&stream);

@@ -149,7 +149,10 @@ fn run(path: Option<&Path>) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME_FAILURE);
         }
     };
-    runtime.block_on(serve(config))
+    let code = runtime.block_on(serve(config));
+    // A backend name lookup stuck in the blocking pool must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn serve(config: Config) -> ExitCode {

@@ -302,3 +302,129 @@ async fn nodelay_and_keepalive_are_set_on_both_sockets() {
         proxy.shutdown_now().await;
     }
 }
+
+#[tokio::test]
+async fn a_reset_after_fin_reaches_the_other_side_without_traffic() {
+    // The client sends, FINs, then resets while the backend is idle: the relay is no longer
+    // reading the client, yet the backend must get the reset within about a second.
+    // The backend reads the request and the FIN, then watches its socket for the reset
+    // (after a FIN a read returns 0 again; the reset shows in SO_ERROR).
+    let (tx, mut endings) = mpsc::unbounded_channel();
+    let backend = backend(move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            let (_, ending) = read_to_end(&mut stream).await;
+            assert_eq!(ending, Ending::Fin);
+            for _ in 0..200 {
+                if let Ok(Some(_)) = stream.take_error() {
+                    let _ = tx.send(Ending::Reset);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            let _ = tx.send(Ending::Fin);
+        }
+    })
+    .await;
+    let port = free_port();
+    let globals = json!({"keepAliveTreatment": "immortal", "halfCloseTimeout": 0});
+    let proxy = start_proxy(one_route(port, backend, globals)).await;
+
+    let mut client = connect(port).await;
+    client.write_all(b"request").await.expect("write");
+    client.shutdown().await.expect("client FIN");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reset_at = tokio::time::Instant::now();
+    reset(client);
+    let ending = tokio::time::timeout(PATIENCE, endings.recv())
+        .await
+        .expect("backend ended");
+    assert_eq!(ending, Some(Ending::Reset));
+    assert!(
+        reset_at.elapsed() < Duration::from_secs(2),
+        "reset took {:?}",
+        reset_at.elapsed()
+    );
+    wait_closed_with(&proxy, CloseReason::ClientReset, 1).await;
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_reset_while_the_pipe_is_full_is_not_held_back() {
+    // The backend never reads, the client fills every buffer and then resets.
+    let backend = backend(|stream| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    })
+    .await;
+    let port = free_port();
+    let proxy = start_proxy(one_route(port, backend, json!({}))).await;
+    let client = connect(port).await;
+    let chunk = vec![1u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), client.writable()).await {
+            Err(_) => break,
+            Ok(ready) => ready.expect("writable"),
+        }
+        if let Err(e) = client.try_write(&chunk) {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock,
+                "write failed: {e}"
+            );
+        }
+    }
+    reset(client);
+    let reset_at = tokio::time::Instant::now();
+    wait_closed_with(&proxy, CloseReason::ClientReset, 1).await;
+    assert!(
+        reset_at.elapsed() < Duration::from_secs(2),
+        "noticed after {:?}",
+        reset_at.elapsed()
+    );
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_limit_flushes_what_it_holds_and_ends_with_fin() {
+    // The backend streams as fast as it can; the client reads slowly and keeps talking until
+    // the lifetime limit ends the connection: it must see a FIN, after an intact prefix.
+    let backend = backend(|mut stream| async move {
+        let data = pattern(64 * 1024);
+        for _ in 0..2000 {
+            if stream.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let port = free_port();
+    let globals = json!({"maxConnectionLifetime": "1s", "keepAliveTreatment": "standard"});
+    let proxy = start_proxy(one_route(port, backend, globals)).await;
+    let mut client = connect(port).await;
+    let mut got = Vec::new();
+    let mut buf = vec![0; 32 * 1024];
+    let ending = loop {
+        let _ = client.write_all(b".").await;
+        match tokio::time::timeout(PATIENCE, client.read(&mut buf))
+            .await
+            .expect("progress")
+        {
+            Ok(0) => break Ending::Fin,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break Ending::Reset,
+            Err(e) => panic!("read failed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(ending, Ending::Fin, "after {} bytes", got.len());
+    let expected = pattern(64 * 1024);
+    assert!(!got.is_empty());
+    assert!(
+        got.chunks(expected.len())
+            .all(|c| c == &expected[..c.len()]),
+        "bytes arrived damaged"
+    );
+    drop(client);
+    wait_closed_with(&proxy, CloseReason::Lifetime, 1).await;
+}

@@ -264,3 +264,74 @@ async fn half_close_timeout_applies_under_immortal() {
     assert_eq!(ending, Ending::Fin);
     wait_closed_with(&proxy, CloseReason::HalfCloseTimeout, 1).await;
 }
+
+#[tokio::test]
+async fn a_slow_reader_is_activity_not_inactivity() {
+    // The client takes 2 KiB every 100 ms through a small receive buffer: the proxy's buffer
+    // toward it stays full for longer than the inactivity limit, but bytes keep moving.
+    let total = 100 * 1024;
+    let backend = backend(move |mut stream| async move {
+        let _ = stream.write_all(&pattern(total)).await;
+        let _ = stream.shutdown().await;
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+    })
+    .await;
+    let port = free_port();
+    let globals = json!({"inactivityTimeout": "1s", "keepAliveTreatment": "standard"});
+    let proxy = start_proxy(one_route(port, backend, globals)).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut client = socket.connect(addr(port)).await.expect("connect");
+    let mut got = Vec::new();
+    let mut buf = vec![0; 2048];
+    loop {
+        match tokio::time::timeout(PATIENCE, client.read(&mut buf))
+            .await
+            .expect("progress")
+        {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read failed after {} bytes: {e}", got.len()),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.len(), total);
+    assert!(got == pattern(total));
+    drop(client);
+    wait_no_live(&proxy).await;
+    wait_closed_with(&proxy, CloseReason::BackendFin, 1).await;
+    assert_eq!(proxy.closed_with(CloseReason::Inactivity), 0);
+}
+
+#[tokio::test]
+async fn a_receiver_that_stopped_reading_is_inactive() {
+    // The client never reads: once every buffer toward it is full nothing moves, and the
+    // inactivity limit closes the connection even though bytes are still queued for it.
+    let backend = backend(|mut stream| async move {
+        let chunk = pattern(64 * 1024);
+        for _ in 0..1000 {
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let port = free_port();
+    let globals = json!({"inactivityTimeout": "800ms", "keepAliveTreatment": "standard"});
+    let proxy = start_proxy(one_route(port, backend, globals)).await;
+    let started = Instant::now();
+    let client = connect(port).await;
+    wait_closed_with(&proxy, CloseReason::Inactivity, 1).await;
+    let after = started.elapsed();
+    // The limit, at most one send-queue check, and the bounded flush on close.
+    assert!(
+        after >= Duration::from_millis(800)
+            && after <= Duration::from_millis(800 + 500 + 1000) + SLACK,
+        "closed after {after:?}"
+    );
+    drop(client);
+    wait_no_live(&proxy).await;
+}

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -54,6 +55,8 @@ pub struct Shared {
 
 /// The facts logged when a connection ends.
 struct ConnEnd<'a> {
+    /// The connection reached the relay (else the client is still to be closed).
+    relayed: bool,
     route: Option<&'a str>,
     backend: Option<SocketAddr>,
     reason: CloseReason,
@@ -113,6 +116,7 @@ pub async fn serve_tcp(shared: Arc<Shared>, conn: Accepted) {
         )
         .await;
         ConnEnd {
+            relayed: true,
             route: Some(&route.name),
             backend: backend_addr,
             reason: relayed.reason,
@@ -122,6 +126,9 @@ pub async fn serve_tcp(shared: Arc<Shared>, conn: Accepted) {
         }
     }
     .await;
+    if !end.relayed {
+        close_unrelayed(&mut client).await;
+    }
     log_end(guard.id(), peer, local, at, &end);
     guard.set_reason(end.reason);
     // Sockets close here, then the guard takes the connection off the registry.
@@ -129,9 +136,26 @@ pub async fn serve_tcp(shared: Arc<Shared>, conn: Accepted) {
     drop(guard);
 }
 
+/// Ends a client that never reached a backend with a FIN: what it already sent is read and
+/// discarded until its own FIN (closing with unread bytes would make the kernel send RST),
+/// for at most FLUSH_ON_CLOSE_GRACE.
+async fn close_unrelayed(client: &mut TcpStream) {
+    let _ = client.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let discard = async {
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(relay::FLUSH_ON_CLOSE_GRACE, discard).await;
+}
+
 impl<'a> ConnEnd<'a> {
     fn without_relay(route: Option<&'a str>, reason: CloseReason) -> ConnEnd<'a> {
         ConnEnd {
+            relayed: false,
             route,
             backend: None,
             reason,

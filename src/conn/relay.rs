@@ -3,11 +3,12 @@
 //! Two directions ("pipes") run independently inside one task. A FIN from one side is passed on
 //! as a write shutdown toward the other once its buffered bytes are out, and the other direction
 //! keeps going. A reset or error on either side aborts the other with a reset. Limits are timers
-//! re-armed lazily: a read only stores a timestamp, and a timer that fires early re-arms itself
-//! to the real deadline.
+//! re-armed lazily: moving bytes only stores a timestamp, and a timer that fires early re-arms
+//! itself to the real deadline.
 
 use std::future::{Future, poll_fn};
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -19,14 +20,29 @@ use tokio_util::sync::CancellationToken;
 
 use super::lifecycle::{CloseReason, Limits};
 
-/// How long a limit or shutdown waits for buffered bytes to reach their receiver before it
-/// closes anyway (a receiver that stopped reading must not hold the connection open).
+/// How long a limit or shutdown waits for buffered bytes to reach their receiver (and for the
+/// peers to answer our FIN) before it closes anyway: a receiver that stopped reading must not
+/// hold the connection open.
 pub const FLUSH_ON_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often a side the relay is not reading (it sent FIN, or its pipe is full) is checked for
+/// a reset that arrived meanwhile, so the reset still reaches the other side within a second.
+pub const UNREAD_SIDE_CHECK: Duration = Duration::from_millis(500);
+
+/// Read/write steps one pipe takes per poll before yielding, so one busy direction cannot
+/// starve the other connections of this worker even over a stream that ignores tokio's budget.
+const MAX_STEPS_PER_POLL: usize = 64;
 
 /// A stream the relay can carry: TCP now, TLS streams on the terminating paths.
 pub trait RelayStream: AsyncRead + AsyncWrite + Unpin + Send {
     /// Makes the coming close send a reset (RST) instead of a FIN.
     fn reset_on_close(&self);
+
+    /// A pending socket error (SO_ERROR): how a reset shows on a side that is not being read.
+    fn take_error(&self) -> Option<io::Error>;
+
+    /// Bytes written but not yet taken by the peer (the kernel's send queue); 0 if unknown.
+    fn unsent_bytes(&self) -> usize;
 }
 
 impl RelayStream for TcpStream {
@@ -34,9 +50,41 @@ impl RelayStream for TcpStream {
         // SO_LINGER 0: close() discards unsent data and sends RST. Failure only means a FIN.
         let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
     }
+
+    fn take_error(&self) -> Option<io::Error> {
+        TcpStream::take_error(self).unwrap_or_else(Some)
+    }
+
+    fn unsent_bytes(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int; the fd is owned by `self` and open.
+        let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        if rc == 0 {
+            usize::try_from(queued).unwrap_or(0)
+        } else {
+            0
+        }
+    }
 }
 
-/// What the relay asks the caller to do with the sockets, and what it counted.
+/// Both sides' kernel send queues, compared across an idle deadline.
+#[derive(Debug, Clone, Copy)]
+struct Unsent {
+    client: usize,
+    backend: usize,
+}
+
+impl Unsent {
+    fn of<C: RelayStream, B: RelayStream>(client: &C, backend: &B) -> Unsent {
+        Unsent {
+            client: client.unsent_bytes(),
+            backend: backend.unsent_bytes(),
+        }
+    }
+}
+
+/// How the relay ended and what it counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayEnd {
     pub reason: CloseReason,
@@ -68,7 +116,7 @@ struct Pipe {
     /// reads go into the spare capacity, so an idle connection's buffer pages stay untouched.
     buf: Vec<u8>,
     start: usize,
-    /// `src` sent FIN (read returned 0).
+    /// `src` sent FIN (read returned 0), or, while draining, failed.
     src_done: bool,
     /// `dst`'s write half is shut down: this direction is finished.
     dst_shut: bool,
@@ -76,6 +124,7 @@ struct Pipe {
     unflushed: bool,
     bytes: u64,
     last_read: Instant,
+    last_write: Instant,
     fin_at: Option<Instant>,
 }
 
@@ -96,8 +145,20 @@ impl Pipe {
             unflushed: false,
             bytes: 0,
             last_read: now,
+            last_write: now,
             fin_at: None,
         }
+    }
+
+    /// The last time this direction moved a byte, in or out. A receiver that is slowly
+    /// taking bytes keeps the connection alive even while the pipe is too full to read.
+    fn last_activity(&self) -> Instant {
+        self.last_read.max(self.last_write)
+    }
+
+    /// The relay is not reading this pipe's source: it sent FIN, or the buffer is full.
+    fn src_unread(&self) -> bool {
+        self.src_done || self.buf.len() >= self.buf.capacity()
     }
 
     /// Moves what it can. Ready(Ok) once this direction is finished (FIN passed on), Ready(Err)
@@ -117,7 +178,7 @@ impl Pipe {
         if self.dst_shut {
             return Poll::Ready(Ok(()));
         }
-        loop {
+        for _ in 0..MAX_STEPS_PER_POLL {
             let mut progressed = false;
             while let Some(pending) = self.buf.get(self.start..).filter(|b| !b.is_empty()) {
                 match Pin::new(&mut *dst).poll_write(cx, pending) {
@@ -128,6 +189,7 @@ impl Pipe {
                     Poll::Ready(Ok(n)) => {
                         self.start += n;
                         self.unflushed = true;
+                        self.last_write = Instant::now();
                         progressed = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err((Peer::Destination, e))),
@@ -145,7 +207,7 @@ impl Pipe {
                     }
                 }
             }
-            if reading && !self.src_done && self.buf.len() < self.buf.capacity() {
+            if reading && !self.src_unread() {
                 let mut rb = ReadBuf::uninit(self.buf.spare_capacity_mut());
                 match Pin::new(&mut *src).poll_read(cx, &mut rb) {
                     Poll::Ready(Ok(())) => {
@@ -181,20 +243,50 @@ impl Pipe {
                 return Poll::Pending;
             }
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// While closing: reads and discards what `src` still sends until its FIN, so the socket
+    /// holds no unread bytes when it is closed (which would make the kernel send RST).
+    fn poll_discard<S: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut S,
+    ) -> Poll<()> {
+        let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
+        for _ in 0..MAX_STEPS_PER_POLL {
+            if self.src_done {
+                return Poll::Ready(());
+            }
+            let mut rb = ReadBuf::uninit(&mut scratch);
+            match ready!(Pin::new(&mut *src).poll_read(cx, &mut rb)) {
+                Ok(()) if !rb.filled().is_empty() => {}
+                // FIN, or the side is gone: nothing more to wait for.
+                Ok(()) | Err(_) => self.src_done = true,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
 enum Event {
     Finished,
-    ClientFailed(io::Error),
-    BackendFailed(io::Error),
+    Failed(Side, io::Error),
     TimerFired,
-    /// A FIN arrived: the half-close deadline may now be the earliest one.
-    HalfClosed,
+    /// A side is no longer being read: start checking it for resets.
+    Unread,
     Close,
 }
 
-/// Drives both directions of both pipes once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Backend,
+}
+
+/// Drives both directions once.
 fn poll_pipes<C, B>(
     cx: &mut Context<'_>,
     client: &mut C,
@@ -209,15 +301,15 @@ where
 {
     let up = c2b.poll_move(cx, client, backend, reading);
     if let Poll::Ready(Err((peer, e))) = up {
-        return Poll::Ready(match peer {
-            Peer::Source => Event::ClientFailed(e),
-            Peer::Destination => Event::BackendFailed(e),
-        });
+        let side = match peer {
+            Peer::Source => Side::Client,
+            Peer::Destination => Side::Backend,
+        };
+        return Poll::Ready(Event::Failed(side, e));
     }
-    let down = b2c.poll_move(cx, backend, client, reading);
-    match down {
-        Poll::Ready(Err((Peer::Source, e))) => Poll::Ready(Event::BackendFailed(e)),
-        Poll::Ready(Err((Peer::Destination, e))) => Poll::Ready(Event::ClientFailed(e)),
+    match b2c.poll_move(cx, backend, client, reading) {
+        Poll::Ready(Err((Peer::Source, e))) => Poll::Ready(Event::Failed(Side::Backend, e)),
+        Poll::Ready(Err((Peer::Destination, e))) => Poll::Ready(Event::Failed(Side::Client, e)),
         Poll::Ready(Ok(())) if up.is_ready() => Poll::Ready(Event::Finished),
         _ => Poll::Pending,
     }
@@ -230,7 +322,7 @@ fn next_deadline(
     c2b: &Pipe,
     b2c: &Pipe,
 ) -> Option<(Instant, CloseReason)> {
-    let last_activity = c2b.last_read.max(b2c.last_read);
+    let last_activity = c2b.last_activity().max(b2c.last_activity());
     let inactivity = limits
         .inactivity
         .map(|d| (last_activity + d, CloseReason::Inactivity));
@@ -238,14 +330,17 @@ fn next_deadline(
         .lifetime
         .map(|d| (accepted + d, CloseReason::Lifetime));
     // After exactly one FIN, the open direction gets halfCloseTimeout from the later of that
-    // FIN and its own last read.
+    // FIN and the last byte it moved.
     let half_close = limits.half_close.and_then(|d| {
         let (fin, open) = match (c2b.fin_at, b2c.fin_at) {
             (Some(fin), None) => (fin, b2c),
             (None, Some(fin)) => (fin, c2b),
             _ => return None,
         };
-        Some((fin.max(open.last_read) + d, CloseReason::HalfCloseTimeout))
+        Some((
+            fin.max(open.last_activity()) + d,
+            CloseReason::HalfCloseTimeout,
+        ))
     });
     [inactivity, lifetime, half_close]
         .into_iter()
@@ -254,7 +349,7 @@ fn next_deadline(
 }
 
 /// Relays until the connection ends and returns why. The caller drops both streams afterwards;
-/// when the end was a failure the surviving side has been set to reset on close.
+/// when the end was a failure both have been set to reset on close.
 pub async fn relay<C, B>(
     client: &mut C,
     backend: &mut B,
@@ -275,77 +370,124 @@ where
         next_deadline(&config.limits, accepted, &c2b, &b2c).map_or(far_future, |(at, _)| at)
     ));
     let mut close = pin!(signals.close.cancelled());
+    // Whether the timer also stands for the next check of unread sides.
+    let mut watching = false;
+    // Send queues seen when an idle limit came due, to tell a slow receiver from a dead one.
+    let mut unsent_before: Option<Unsent> = None;
 
-    let mut error = None;
-    let mut half_closed = false;
-    let reason = loop {
+    let failure = loop {
+        // Timer and close first: a pipe that is always ready must not starve them.
         let event = poll_fn(|cx| {
-            if let Poll::Ready(event) = poll_pipes(cx, client, backend, &mut c2b, &mut b2c, true) {
-                return Poll::Ready(event);
-            }
-            if !half_closed && (c2b.src_done || b2c.src_done) {
-                half_closed = true;
-                return Poll::Ready(Event::HalfClosed);
-            }
             if close.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Close);
             }
             if timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::TimerFired);
             }
+            if let Poll::Ready(event) = poll_pipes(cx, client, backend, &mut c2b, &mut b2c, true) {
+                return Poll::Ready(event);
+            }
+            if !watching && (c2b.src_unread() || b2c.src_unread()) {
+                return Poll::Ready(Event::Unread);
+            }
             Poll::Pending
         })
         .await;
+        let mut deadline = next_deadline(&config.limits, accepted, &c2b, &b2c);
         match event {
             Event::Finished => {
                 let client_first = match (c2b.fin_at, b2c.fin_at) {
                     (Some(c), Some(b)) => c <= b,
                     _ => true,
                 };
-                break if client_first {
+                let reason = if client_first {
                     CloseReason::ClientFin
                 } else {
                     CloseReason::BackendFin
                 };
+                break Ok(reason);
             }
-            Event::ClientFailed(e) => {
-                error = Some(e.kind());
-                client.reset_on_close();
-                backend.reset_on_close();
-                break CloseReason::ClientReset;
-            }
-            Event::BackendFailed(e) => {
-                error = Some(e.kind());
-                backend.reset_on_close();
-                client.reset_on_close();
-                break CloseReason::BackendReset;
-            }
+            Event::Failed(side, e) => break Err((side, e)),
             Event::Close => {
-                break drain(
-                    client,
-                    backend,
-                    &mut c2b,
-                    &mut b2c,
-                    signals,
-                    CloseReason::Shutdown,
-                )
-                .await;
+                let reason = CloseReason::Shutdown;
+                break Ok(drain(client, backend, &mut c2b, &mut b2c, signals, reason).await);
             }
-            Event::HalfClosed => {
-                if let Some((at, _)) = next_deadline(&config.limits, accepted, &c2b, &b2c) {
-                    timer.as_mut().reset(at);
-                }
-            }
+            Event::Unread => watching = true,
             Event::TimerFired => {
-                match next_deadline(&config.limits, accepted, &c2b, &b2c) {
-                    Some((at, reason)) if at <= Instant::now() => {
-                        break drain(client, backend, &mut c2b, &mut b2c, signals, reason).await;
+                let now = Instant::now();
+                if watching {
+                    if let Some(e) = c2b.src_unread().then(|| client.take_error()).flatten() {
+                        break Err((Side::Client, e));
                     }
-                    // Activity moved the deadline: sleep again until the real one.
-                    Some((at, _)) => timer.as_mut().reset(at),
-                    None => timer.as_mut().reset(far_future),
+                    if let Some(e) = b2c.src_unread().then(|| backend.take_error()).flatten() {
+                        break Err((Side::Backend, e));
+                    }
+                    watching = c2b.src_unread() || b2c.src_unread();
+                }
+                match deadline.filter(|(at, _)| *at <= now) {
+                    None => unsent_before = None,
+                    Some((_, reason)) => {
+                        // Bytes still leaving the kernel's send queue are a live receiver the
+                        // relay cannot see: an idle limit looks there before it closes.
+                        let idle_limit = matches!(
+                            reason,
+                            CloseReason::Inactivity | CloseReason::HalfCloseTimeout
+                        );
+                        let unsent = Unsent::of(client, backend);
+                        match unsent_before.take() {
+                            Some(before)
+                                if idle_limit
+                                    && (unsent.client < before.client
+                                        || unsent.backend < before.backend) =>
+                            {
+                                if unsent.client < before.client {
+                                    b2c.last_write = now;
+                                }
+                                if unsent.backend < before.backend {
+                                    c2b.last_write = now;
+                                }
+                            }
+                            None if idle_limit && (unsent.client > 0 || unsent.backend > 0) => {
+                                unsent_before = Some(unsent);
+                            }
+                            _ => {
+                                let reason =
+                                    drain(client, backend, &mut c2b, &mut b2c, signals, reason);
+                                break Ok(reason.await);
+                            }
+                        }
+                        deadline = next_deadline(&config.limits, accepted, &c2b, &b2c);
+                    }
                 }
             }
+        }
+        // Sleep until the earliest limit, or the next check of unread sides or of a send queue
+        // if that comes first. A limit already due waits for its send-queue check.
+        let now = Instant::now();
+        let check = (watching || unsent_before.is_some()).then(|| now + UNREAD_SIDE_CHECK);
+        let limit = deadline
+            .map(|(at, _)| at)
+            .filter(|at| unsent_before.is_none() || *at > now);
+        let at = [limit, check]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far_future);
+        if at != timer.deadline() {
+            timer.as_mut().reset(at);
+        }
+    };
+    let (reason, error) = match failure {
+        Ok(reason) => (reason, None),
+        Err((side, e)) => {
+            // A reset or error on one side resets the other at once.
+            client.reset_on_close();
+            backend.reset_on_close();
+            let reason = match side {
+                Side::Client => CloseReason::ClientReset,
+                Side::Backend => CloseReason::BackendReset,
+            };
+            (reason, Some(e.kind()))
         }
     };
     RelayEnd {
@@ -356,8 +498,11 @@ where
     }
 }
 
-/// A limit closes both sides with FIN after flushing what the proxy holds, bounded by
-/// FLUSH_ON_CLOSE_GRACE and cut short by an abort.
+/// A limit closes both sides with FIN after flushing what the proxy holds: reading stops,
+/// buffered bytes go out, both write halves are shut, and what the peers still send is read
+/// and discarded until their FINs (so the close sends no RST). Bounded by
+/// FLUSH_ON_CLOSE_GRACE and cut short by an abort. A side failing meanwhile resets both; the
+/// limit stays the reason.
 async fn drain<C, B>(
     client: &mut C,
     backend: &mut B,
@@ -370,19 +515,27 @@ where
     C: RelayStream,
     B: RelayStream,
 {
-    let flushed = async { poll_fn(|cx| poll_pipes(cx, client, backend, c2b, b2c, false)).await };
-    tokio::select! {
-        event = flushed => {
-            match event {
-                Event::ClientFailed(_) | Event::BackendFailed(_) => {
-                    client.reset_on_close();
-                    backend.reset_on_close();
-                }
-                _ => {}
-            }
+    let closed = poll_fn(|cx| {
+        if let Poll::Ready(Event::Failed(..)) = poll_pipes(cx, client, backend, c2b, b2c, false) {
+            return Poll::Ready(false);
         }
-        _ = tokio::time::sleep(FLUSH_ON_CLOSE_GRACE) => {}
-        _ = signals.abort.cancelled() => {}
+        let flushed = c2b.dst_shut && b2c.dst_shut;
+        let client_done = c2b.poll_discard(cx, client).is_ready();
+        let backend_done = b2c.poll_discard(cx, backend).is_ready();
+        if flushed && client_done && backend_done {
+            Poll::Ready(true)
+        } else {
+            Poll::Pending
+        }
+    });
+    let clean = tokio::select! {
+        clean = closed => clean,
+        _ = tokio::time::sleep(FLUSH_ON_CLOSE_GRACE) => true,
+        _ = signals.abort.cancelled() => true,
+    };
+    if !clean {
+        client.reset_on_close();
+        backend.reset_on_close();
     }
     reason
 }
