@@ -43,6 +43,12 @@ pub trait RelayStream: AsyncRead + AsyncWrite + Unpin + Send {
 
     /// Bytes written but not yet taken by the peer (the kernel's send queue); 0 if unknown.
     fn unsent_bytes(&self) -> usize;
+
+    /// Ready once a read would make progress, so a pipe can wait without holding a buffer.
+    /// Streams that buffer internally (TLS) keep the default: always ready.
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl RelayStream for TcpStream {
@@ -53,6 +59,10 @@ impl RelayStream for TcpStream {
 
     fn take_error(&self) -> Option<io::Error> {
         TcpStream::take_error(self).unwrap_or_else(Some)
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
     }
 
     fn unsent_bytes(&self) -> usize {
@@ -68,20 +78,11 @@ impl RelayStream for TcpStream {
     }
 }
 
-/// Both sides' kernel send queues, compared across an idle deadline.
+/// The kernel send queues toward each side, compared across an idle deadline.
 #[derive(Debug, Clone, Copy)]
 struct Unsent {
     client: usize,
     backend: usize,
-}
-
-impl Unsent {
-    fn of<C: RelayStream, B: RelayStream>(client: &C, backend: &B) -> Unsent {
-        Unsent {
-            client: client.unsent_bytes(),
-            backend: backend.unsent_bytes(),
-        }
-    }
 }
 
 /// How the relay ended and what it counted.
@@ -112,9 +113,10 @@ pub struct RelayConfig {
 
 /// One direction: bytes read from `src` wait in `buf[start..]` until written to `dst`.
 struct Pipe {
-    /// Fixed capacity (the bound); `len()` is where the next read lands. Never zero-filled:
-    /// reads go into the spare capacity, so an idle connection's buffer pages stay untouched.
+    /// Allocated only while bytes are in flight (an idle connection holds no buffer), never
+    /// zero-filled; `len()` is where the next read lands, and it never grows past `size`.
     buf: Vec<u8>,
+    size: usize,
     start: usize,
     /// `src` sent FIN (read returned 0), or, while draining, failed.
     src_done: bool,
@@ -138,7 +140,8 @@ enum Peer {
 impl Pipe {
     fn new(size: usize, now: Instant) -> Pipe {
         Pipe {
-            buf: Vec::with_capacity(size),
+            buf: Vec::new(),
+            size,
             start: 0,
             src_done: false,
             dst_shut: false,
@@ -158,7 +161,7 @@ impl Pipe {
 
     /// The relay is not reading this pipe's source: it sent FIN, or the buffer is full.
     fn src_unread(&self) -> bool {
-        self.src_done || self.buf.len() >= self.buf.capacity()
+        self.src_done || self.buf.len() >= self.size
     }
 
     /// Moves what it can. Ready(Ok) once this direction is finished (FIN passed on), Ready(Err)
@@ -172,8 +175,8 @@ impl Pipe {
         reading: bool,
     ) -> Poll<Result<(), (Peer, io::Error)>>
     where
-        S: AsyncRead + Unpin,
-        D: AsyncWrite + Unpin,
+        S: RelayStream,
+        D: RelayStream,
     {
         if self.dst_shut {
             return Poll::Ready(Ok(()));
@@ -207,8 +210,11 @@ impl Pipe {
                     }
                 }
             }
-            if reading && !self.src_unread() {
-                let mut rb = ReadBuf::uninit(self.buf.spare_capacity_mut());
+            if reading && !self.src_unread() && self.poll_buffer(cx, src)? {
+                let room = self.size.saturating_sub(self.buf.len());
+                let spare = self.buf.spare_capacity_mut();
+                let spare_len = spare.len().min(room);
+                let mut rb = ReadBuf::uninit(spare.split_at_mut(spare_len).0);
                 match Pin::new(&mut *src).poll_read(cx, &mut rb) {
                     Poll::Ready(Ok(())) => {
                         let n = rb.filled().len();
@@ -226,6 +232,8 @@ impl Pipe {
                         progressed = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err((Peer::Source, e))),
+                    // Nothing in flight: give the buffer back until the source is readable.
+                    Poll::Pending if self.buf.is_empty() => self.buf = Vec::new(),
                     Poll::Pending => {}
                 }
             }
@@ -245,6 +253,26 @@ impl Pipe {
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Whether the pipe has a buffer to read into, allocating it once the source is readable
+    /// (if not, a waker is registered for that).
+    fn poll_buffer<S: RelayStream>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &S,
+    ) -> Result<bool, (Peer, io::Error)> {
+        if self.buf.capacity() > 0 {
+            return Ok(true);
+        }
+        match src.poll_read_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                self.buf.reserve_exact(self.size);
+                Ok(true)
+            }
+            Poll::Ready(Err(e)) => Err((Peer::Source, e)),
+            Poll::Pending => Ok(false),
+        }
     }
 
     /// While closing: reads and discards what `src` still sends until its FIN, so the socket
@@ -348,6 +376,99 @@ fn next_deadline(
         .min_by_key(|(at, _)| *at)
 }
 
+/// What a timer expiry decided.
+enum Expiry {
+    /// Nothing to do yet; sleep until `Timers::next_wake`.
+    Continue,
+    Fail(Side, io::Error),
+    Close(CloseReason),
+}
+
+/// The connection's limits and checks, all served by one `Sleep`.
+struct Timers {
+    limits: Limits,
+    accepted: Instant,
+    /// A side is not being read: check it for a reset every UNREAD_SIDE_CHECK.
+    watching: bool,
+    /// Send queues seen when an idle limit came due, to tell a slow receiver from a dead one.
+    unsent_before: Option<Unsent>,
+}
+
+impl Timers {
+    fn deadline(&self, c2b: &Pipe, b2c: &Pipe) -> Option<(Instant, CloseReason)> {
+        next_deadline(&self.limits, self.accepted, c2b, b2c)
+    }
+
+    fn on_expiry<C, B>(&mut self, client: &C, backend: &B, c2b: &mut Pipe, b2c: &mut Pipe) -> Expiry
+    where
+        C: RelayStream,
+        B: RelayStream,
+    {
+        let now = Instant::now();
+        if self.watching {
+            if let Some(e) = c2b.src_unread().then(|| client.take_error()).flatten() {
+                return Expiry::Fail(Side::Client, e);
+            }
+            if let Some(e) = b2c.src_unread().then(|| backend.take_error()).flatten() {
+                return Expiry::Fail(Side::Backend, e);
+            }
+            self.watching = c2b.src_unread() || b2c.src_unread();
+        }
+        let Some((_, reason)) = self.deadline(c2b, b2c).filter(|(at, _)| *at <= now) else {
+            self.unsent_before = None;
+            return Expiry::Continue;
+        };
+        // An idle limit first looks at the kernel's send queues toward the peers whose
+        // direction it judges: bytes still leaving them are a live receiver the relay cannot see.
+        let (toward_client, toward_backend) = match reason {
+            CloseReason::Inactivity => (true, true),
+            CloseReason::HalfCloseTimeout => (c2b.fin_at.is_some(), b2c.fin_at.is_some()),
+            _ => return Expiry::Close(reason),
+        };
+        let unsent = Unsent {
+            client: if toward_client {
+                client.unsent_bytes()
+            } else {
+                0
+            },
+            backend: if toward_backend {
+                backend.unsent_bytes()
+            } else {
+                0
+            },
+        };
+        match self.unsent_before.take() {
+            None if unsent.client > 0 || unsent.backend > 0 => {
+                self.unsent_before = Some(unsent);
+                Expiry::Continue
+            }
+            Some(before) if unsent.client < before.client || unsent.backend < before.backend => {
+                if unsent.client < before.client {
+                    b2c.last_write = now;
+                }
+                if unsent.backend < before.backend {
+                    c2b.last_write = now;
+                }
+                Expiry::Continue
+            }
+            _ => Expiry::Close(reason),
+        }
+    }
+
+    /// When the timer must next fire: the earliest limit, or the next check if sooner. A limit
+    /// already due waits for its send-queue check.
+    fn next_wake(&self, c2b: &Pipe, b2c: &Pipe) -> Option<Instant> {
+        let now = Instant::now();
+        let check =
+            (self.watching || self.unsent_before.is_some()).then(|| now + UNREAD_SIDE_CHECK);
+        let limit = self
+            .deadline(c2b, b2c)
+            .map(|(at, _)| at)
+            .filter(|at| self.unsent_before.is_none() || *at > now);
+        [limit, check].into_iter().flatten().min()
+    }
+}
+
 /// Relays until the connection ends and returns why. The caller drops both streams afterwards;
 /// when the end was a failure both have been set to reset on close.
 pub async fn relay<C, B>(
@@ -364,18 +485,22 @@ where
     let now = Instant::now();
     let mut c2b = Pipe::new(config.buffer_size, now);
     let mut b2c = Pipe::new(config.buffer_size, now);
+    let mut timers = Timers {
+        limits: config.limits,
+        accepted,
+        watching: false,
+        unsent_before: None,
+    };
     // Stands in for "no limit"; re-armed whenever it fires, so its size does not matter.
     let far_future = now + Duration::from_secs(86400 * 365);
-    let mut timer = pin!(sleep_until(
-        next_deadline(&config.limits, accepted, &c2b, &b2c).map_or(far_future, |(at, _)| at)
-    ));
+    let mut timer = pin!(sleep_until(far_future));
     let mut close = pin!(signals.close.cancelled());
-    // Whether the timer also stands for the next check of unread sides.
-    let mut watching = false;
-    // Send queues seen when an idle limit came due, to tell a slow receiver from a dead one.
-    let mut unsent_before: Option<Unsent> = None;
 
-    let failure = loop {
+    let end = loop {
+        let wake = timers.next_wake(&c2b, &b2c).unwrap_or(far_future);
+        if wake != timer.deadline() {
+            timer.as_mut().reset(wake);
+        }
         // Timer and close first: a pipe that is always ready must not starve them.
         let event = poll_fn(|cx| {
             if close.as_mut().poll(cx).is_ready() {
@@ -387,97 +512,39 @@ where
             if let Poll::Ready(event) = poll_pipes(cx, client, backend, &mut c2b, &mut b2c, true) {
                 return Poll::Ready(event);
             }
-            if !watching && (c2b.src_unread() || b2c.src_unread()) {
+            if !timers.watching && (c2b.src_unread() || b2c.src_unread()) {
                 return Poll::Ready(Event::Unread);
             }
             Poll::Pending
         })
         .await;
-        let mut deadline = next_deadline(&config.limits, accepted, &c2b, &b2c);
-        match event {
+        let limit = match event {
             Event::Finished => {
                 let client_first = match (c2b.fin_at, b2c.fin_at) {
                     (Some(c), Some(b)) => c <= b,
                     _ => true,
                 };
-                let reason = if client_first {
+                break Ok(if client_first {
                     CloseReason::ClientFin
                 } else {
                     CloseReason::BackendFin
-                };
-                break Ok(reason);
+                });
             }
             Event::Failed(side, e) => break Err((side, e)),
-            Event::Close => {
-                let reason = CloseReason::Shutdown;
-                break Ok(drain(client, backend, &mut c2b, &mut b2c, signals, reason).await);
+            Event::Close => CloseReason::Shutdown,
+            Event::Unread => {
+                timers.watching = true;
+                continue;
             }
-            Event::Unread => watching = true,
-            Event::TimerFired => {
-                let now = Instant::now();
-                if watching {
-                    if let Some(e) = c2b.src_unread().then(|| client.take_error()).flatten() {
-                        break Err((Side::Client, e));
-                    }
-                    if let Some(e) = b2c.src_unread().then(|| backend.take_error()).flatten() {
-                        break Err((Side::Backend, e));
-                    }
-                    watching = c2b.src_unread() || b2c.src_unread();
-                }
-                match deadline.filter(|(at, _)| *at <= now) {
-                    None => unsent_before = None,
-                    Some((_, reason)) => {
-                        // Bytes still leaving the kernel's send queue are a live receiver the
-                        // relay cannot see: an idle limit looks there before it closes.
-                        let idle_limit = matches!(
-                            reason,
-                            CloseReason::Inactivity | CloseReason::HalfCloseTimeout
-                        );
-                        let unsent = Unsent::of(client, backend);
-                        match unsent_before.take() {
-                            Some(before)
-                                if idle_limit
-                                    && (unsent.client < before.client
-                                        || unsent.backend < before.backend) =>
-                            {
-                                if unsent.client < before.client {
-                                    b2c.last_write = now;
-                                }
-                                if unsent.backend < before.backend {
-                                    c2b.last_write = now;
-                                }
-                            }
-                            None if idle_limit && (unsent.client > 0 || unsent.backend > 0) => {
-                                unsent_before = Some(unsent);
-                            }
-                            _ => {
-                                let reason =
-                                    drain(client, backend, &mut c2b, &mut b2c, signals, reason);
-                                break Ok(reason.await);
-                            }
-                        }
-                        deadline = next_deadline(&config.limits, accepted, &c2b, &b2c);
-                    }
-                }
-            }
-        }
-        // Sleep until the earliest limit, or the next check of unread sides or of a send queue
-        // if that comes first. A limit already due waits for its send-queue check.
-        let now = Instant::now();
-        let check = (watching || unsent_before.is_some()).then(|| now + UNREAD_SIDE_CHECK);
-        let limit = deadline
-            .map(|(at, _)| at)
-            .filter(|at| unsent_before.is_none() || *at > now);
-        let at = [limit, check]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(far_future);
-        if at != timer.deadline() {
-            timer.as_mut().reset(at);
-        }
+            Event::TimerFired => match timers.on_expiry(client, backend, &mut c2b, &mut b2c) {
+                Expiry::Continue => continue,
+                Expiry::Fail(side, e) => break Err((side, e)),
+                Expiry::Close(reason) => reason,
+            },
+        };
+        break Ok(drain(client, backend, &mut c2b, &mut b2c, signals, limit).await);
     };
-    let (reason, error) = match failure {
+    let (reason, error) = match end {
         Ok(reason) => (reason, None),
         Err((side, e)) => {
             // A reset or error on one side resets the other at once.

@@ -21,17 +21,20 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-/// `n` consecutive free loopback ports.
+/// `n` consecutive ports free on 127.0.0.1 and 127.0.0.2, below the ephemeral range (so busy
+/// outgoing connections cannot crowd them out).
 pub fn free_port_range(n: u16) -> u16 {
-    for _ in 0..200 {
-        let first = free_port();
-        if first.checked_add(n).is_none() {
-            continue;
-        }
-        let held: Vec<_> = (first..first + n)
-            .map_while(|p| StdListener::bind(("127.0.0.1", p)).ok())
-            .collect();
-        if held.len() == usize::from(n) {
+    let seed = std::process::id() as usize
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as usize);
+    for attempt in 0..500usize {
+        let first = 10_000 + ((seed + attempt * 7_919) % 20_000) as u16;
+        let all_free = (first..first + n).all(|p| {
+            StdListener::bind(("127.0.0.1", p)).is_ok()
+                && StdListener::bind(("127.0.0.2", p)).is_ok()
+        });
+        if all_free {
             return first;
         }
     }
