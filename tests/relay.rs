@@ -205,38 +205,14 @@ async fn reset_after_the_other_side_sent_fin_is_still_propagated() {
 async fn a_reader_that_stops_reading_slows_the_writer() {
     // The backend never reads; the client can only fill kernel buffers plus the proxy's bounded
     // buffer, not push an unbounded amount into the proxy's memory.
-    let backend = backend(|stream| async move {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(stream);
-    })
-    .await;
+    let backend = silent_backend().await;
     let port = free_port();
-    let proxy = start_proxy(one_route(
-        port,
-        backend,
-        json!({"relayBufferSize": "64KiB"}),
-    ))
-    .await;
+    let globals = json!({"relayBufferSize": "64KiB"});
+    let proxy = start_proxy(one_route(port, backend, globals)).await;
 
     let client = connect(port).await;
-    let chunk = vec![7u8; 64 * 1024];
-    let mut written = 0usize;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let mut stalled = false;
-    while tokio::time::Instant::now() < deadline && written < 256 * 1024 * 1024 {
-        match tokio::time::timeout(Duration::from_millis(500), client.writable()).await {
-            Err(_) => {
-                stalled = true;
-                break;
-            }
-            Ok(ready) => ready.expect("writable"),
-        }
-        match client.try_write(&chunk) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => panic!("write failed: {e}"),
-        }
-    }
+    let (written, stalled) =
+        write_until_stalled(&client, Duration::from_millis(500), 256 * 1024 * 1024).await;
     assert!(
         stalled,
         "the client was never held back ({written} bytes written)"
@@ -352,28 +328,12 @@ async fn a_reset_after_fin_reaches_the_other_side_without_traffic() {
 #[tokio::test]
 async fn a_reset_while_the_pipe_is_full_is_not_held_back() {
     // The backend never reads, the client fills every buffer and then resets.
-    let backend = backend(|stream| async move {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(stream);
-    })
-    .await;
+    let backend = silent_backend().await;
     let port = free_port();
     let proxy = start_proxy(one_route(port, backend, json!({}))).await;
     let client = connect(port).await;
-    let chunk = vec![1u8; 64 * 1024];
-    loop {
-        match tokio::time::timeout(Duration::from_millis(300), client.writable()).await {
-            Err(_) => break,
-            Ok(ready) => ready.expect("writable"),
-        }
-        if let Err(e) = client.try_write(&chunk) {
-            assert_eq!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock,
-                "write failed: {e}"
-            );
-        }
-    }
+    let (_, stalled) = write_until_stalled(&client, Duration::from_millis(300), usize::MAX).await;
+    assert!(stalled, "the client was never held back");
     reset(client);
     let reset_at = tokio::time::Instant::now();
     wait_closed_with(&proxy, CloseReason::ClientReset, 1).await;

@@ -213,3 +213,29 @@ async fn ipv6_loopback_listener_and_a_hostname_target() {
     drop(client);
     wait_closed_with(&proxy, CloseReason::BackendFin, 1).await;
 }
+
+#[tokio::test]
+async fn without_bind_address_one_dual_stack_listener_serves_ipv4_and_ipv6() {
+    // IPv4 clients reach the `[::]` listener as IPv4-mapped addresses; clientIp sees plain IPv4.
+    let backend = tagged_backend("dual").await;
+    let port = free_port();
+    let config = json!({"routes": [{
+        "match": {"ports": port, "clientIp": ["127.0.0.1/32", "::1"]},
+        "action": {"type": "forward", "target": {"host": "127.0.0.1", "port": backend}}
+    }]});
+    let proxy = start_proxy(config).await;
+    assert_eq!(proxy.local_addrs().len(), 1);
+    assert!(
+        proxy.local_addrs()[0].is_ipv6(),
+        "{:?}",
+        proxy.local_addrs()
+    );
+    for host in ["127.0.0.1", "::1"] {
+        let mut client = tokio::net::TcpStream::connect((host, port))
+            .await
+            .expect("connect");
+        let (got, _) = read_to_end(&mut client).await;
+        assert_eq!(got, b"dual", "via {host}");
+    }
+    assert_eq!(proxy.closed_with(CloseReason::NoRoute), 0);
+}

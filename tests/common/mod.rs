@@ -90,6 +90,39 @@ pub async fn echo_backend() -> u16 {
     .await
 }
 
+/// Accepts and holds each connection for 30 s without reading or writing a byte.
+pub async fn silent_backend() -> u16 {
+    backend(|stream| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    })
+    .await
+}
+
+/// Writes as fast as the stream takes bytes until it stops taking them for `stall`, or `limit`
+/// bytes or 3 s have gone by. Returns the bytes written and whether the writer was held back.
+pub async fn write_until_stalled(
+    stream: &TcpStream,
+    stall: Duration,
+    limit: usize,
+) -> (usize, bool) {
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && written < limit {
+        match timeout(stall, stream.writable()).await {
+            Err(_) => return (written, true),
+            Ok(ready) => ready.expect("writable"),
+        }
+        match stream.try_write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    (written, false)
+}
+
 pub async fn connect(port: u16) -> TcpStream {
     timeout(PATIENCE, TcpStream::connect(("127.0.0.1", port)))
         .await
