@@ -86,7 +86,6 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cance
                 }
             }
         };
-        shared.socket_options.apply(&stream);
         let conn = Accepted {
             stream,
             peer,

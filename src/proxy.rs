@@ -51,6 +51,13 @@ impl Proxy {
                 })?;
             listeners.push(listener);
         }
+        let socket_options = SocketOptions {
+            no_delay: config.no_delay,
+            keep_alive: config.keep_alive.then_some(config.keep_alive_initial_delay),
+        };
+        for listener in &listeners {
+            socket_options.apply(listener);
+        }
         let shared = Arc::new(Shared {
             router,
             relay: RelayConfig {
@@ -58,10 +65,7 @@ impl Proxy {
                 buffer_size: config.relay_buffer_size,
             },
             connect_timeout: config.connection_timeout,
-            socket_options: SocketOptions {
-                no_delay: config.no_delay,
-                keep_alive: config.keep_alive.then_some(config.keep_alive_initial_delay),
-            },
+            socket_options,
             signals: CloseSignals::default(),
             registry: Arc::new(Registry::default()),
             max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),

@@ -27,10 +27,12 @@ pub struct SocketOptions {
 }
 
 impl SocketOptions {
-    pub fn apply(&self, stream: &TcpStream) {
+    /// Sets the options on a connected socket, or on a listener: sockets it accepts inherit
+    /// them, which saves three system calls per connection on the accept path.
+    pub fn apply<S: std::os::fd::AsFd>(&self, socket: &S) {
         // Failures here leave the kernel defaults in place; they are not worth a connection.
-        let _ = stream.set_nodelay(self.no_delay);
-        let sock = socket2::SockRef::from(stream);
+        let sock = socket2::SockRef::from(socket);
+        let _ = sock.set_tcp_nodelay(self.no_delay);
         match self.keep_alive {
             Some(idle) => {
                 let _ = sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle));
