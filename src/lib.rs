@@ -11,11 +11,11 @@
 //! ```
 
 pub mod config;
-pub mod conn;
-pub mod connect;
-pub mod listen;
+mod conn;
+mod connect;
+mod listen;
 mod proxy;
-pub mod router;
+mod router;
 
 pub use config::{Config, ConfigErrors, Format};
 pub use conn::lifecycle::CloseReason;

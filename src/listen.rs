@@ -11,28 +11,44 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{self, Accepted, Shared};
+use crate::conn::{self, Accepted, Shared, SocketOptions};
 
 const LISTEN_BACKLOG: i32 = 4096;
 
+/// A port that could not be bound, with the address that was tried.
+#[derive(Debug)]
+pub struct BindError {
+    pub address: SocketAddr,
+    pub source: io::Error,
+}
+
 /// Binds `port` on `bind_address`, or on all interfaces (dual-stack `[::]`, falling back to
-/// `0.0.0.0` where IPv6 is unavailable) when none is given.
-pub fn bind(bind_address: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
+/// `0.0.0.0` where IPv6 is unavailable) when none is given. The socket options are set before
+/// `listen()`, so every accepted socket inherits them.
+pub fn bind(
+    bind_address: Option<IpAddr>,
+    port: u16,
+    options: &SocketOptions,
+) -> Result<TcpListener, BindError> {
     let socket = match bind_address {
-        Some(ip) => bind_one(SocketAddr::new(ip, port), false)?,
-        None => match bind_one(
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
-            true,
-        ) {
-            Ok(socket) => socket,
-            Err(e) if ipv6_unavailable(&e) => bind_one(
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
-                false,
-            )?,
-            Err(e) => return Err(e),
-        },
+        Some(ip) => bind_one(SocketAddr::new(ip, port), false, options)?,
+        None => {
+            let any_v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+            match bind_one(any_v6, true, options) {
+                Ok(socket) => socket,
+                Err(e) if ipv6_unavailable(&e.source) => {
+                    let any_v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+                    bind_one(any_v4, false, options)?
+                }
+                Err(e) => return Err(e),
+            }
+        }
     };
-    TcpListener::from_std(socket.into())
+    let address = socket.local_addr().ok().and_then(|a| a.as_socket());
+    TcpListener::from_std(socket.into()).map_err(|source| BindError {
+        address: address.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port))),
+        source,
+    })
 }
 
 fn ipv6_unavailable(e: &io::Error) -> bool {
@@ -42,16 +58,28 @@ fn ipv6_unavailable(e: &io::Error) -> bool {
     )
 }
 
-fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if dual_stack {
-        socket.set_only_v6(false)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket)
+fn bind_one(
+    address: SocketAddr,
+    dual_stack: bool,
+    options: &SocketOptions,
+) -> Result<Socket, BindError> {
+    let attempt = || -> io::Result<Socket> {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        if dual_stack {
+            socket.set_only_v6(false)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        options.apply(&socket);
+        socket.bind(&address.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Ok(socket)
+    };
+    attempt().map_err(|source| BindError { address, source })
 }
 
 /// Accepts until `stop` is cancelled, then drops (closes) the listener.

@@ -1,4 +1,4 @@
-//! The `smartproxy` command: a thin CLI over the library (SPEC §1).
+//! The `smartproxy` command: a thin CLI over the library (see README.md).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -96,12 +96,17 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
             Ok(config)
         }
         Err(errors) => {
-            // Whole-file errors (unreadable, syntax) already name the file.
+            // One error per line as `path: message`; whole-file errors (unreadable, syntax)
+            // already name the file.
             if errors.0.iter().any(|e| !e.path.is_empty()) {
-                eprintln!("{}: invalid config:", path.display());
+                eprintln!(
+                    "{}: invalid config ({} errors):",
+                    path.display(),
+                    errors.0.len()
+                );
             }
             for error in &errors.0 {
-                eprintln!("  {error}");
+                eprintln!("{error}");
             }
             Err(ExitCode::from(EXIT_INVALID_CONFIG))
         }
@@ -175,7 +180,7 @@ async fn serve(config: Config) -> ExitCode {
         tracing::info!(listener = %addr, "listening");
     }
     if no_routes {
-        tracing::info!("no routes configured; see README.md for a first route");
+        tracing::info!("no routes configured; docs/CONFIG.md shows how to write a first route");
     }
     signals.next_stop().await;
     tracing::info!(

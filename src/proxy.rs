@@ -20,7 +20,7 @@ use crate::router::Router;
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {address}: {source}")]
 pub struct StartError {
-    /// `[::]:PORT` style when no bindAddress is set.
+    /// The address whose bind failed (`[::]:PORT` or `0.0.0.0:PORT` without a bindAddress).
     pub address: String,
     #[source]
     pub source: io::Error,
@@ -39,24 +39,20 @@ impl Proxy {
     /// Binds every port the enabled routes name and starts accepting. Needs a tokio runtime.
     pub async fn start(config: Config) -> Result<Proxy, StartError> {
         let router = Router::new(&config.routes);
-        let mut listeners = Vec::new();
-        for port in router.ports() {
-            let listener =
-                listen::bind(config.bind_address, port).map_err(|source| StartError {
-                    address: match config.bind_address {
-                        Some(ip) => SocketAddr::new(ip, port).to_string(),
-                        None => format!("[::]:{port}"),
-                    },
-                    source,
-                })?;
-            listeners.push(listener);
-        }
         let socket_options = SocketOptions {
             no_delay: config.no_delay,
             keep_alive: config.keep_alive.then_some(config.keep_alive_initial_delay),
         };
-        for listener in &listeners {
-            socket_options.apply(listener);
+        let mut listeners = Vec::new();
+        for port in router.ports() {
+            let listener =
+                listen::bind(config.bind_address, port, &socket_options).map_err(|e| {
+                    StartError {
+                        address: e.address.to_string(),
+                        source: e.source,
+                    }
+                })?;
+            listeners.push(listener);
         }
         let shared = Arc::new(Shared {
             router,
@@ -124,7 +120,7 @@ impl Proxy {
         }
     }
 
-    /// Graceful shutdown (SPEC §4): stop accepting, let live connections run until they end or
+    /// Graceful shutdown (docs/LIFECYCLE.md): stop accepting, let live connections run until they end or
     /// gracefulShutdownTimeout passes, then close the rest with FIN after flushing.
     pub async fn shutdown(&self) {
         self.stop_accepting().await;

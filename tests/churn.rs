@@ -1,5 +1,5 @@
 //! Hundreds of connections ending every way; afterwards nothing is left: live count 0 and the
-//! process's open file count back at its start value (SPEC §4 "Nothing leaks"). Its own test
+//! process's open file count back at its start value. Its own test
 //! binary, so no other test's sockets move the file count.
 
 mod common;

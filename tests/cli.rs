@@ -1,4 +1,4 @@
-//! End-to-end tests of the `smartproxy` binary (SPEC §1, §2, §4): exit codes, config checking,
+//! End-to-end tests of the `smartproxy` binary: exit codes, config checking,
 //! signals and graceful shutdown, and connection logs. Every test runs the real binary against
 //! real loopback sockets; every wait is bounded and every child is killed on failure.
 

@@ -1,5 +1,5 @@
 //! The relay over real loopback sockets: integrity, half-close in both directions, reset
-//! propagation, backpressure, socket options (SPEC §4).
+//! propagation, backpressure, socket options.
 
 mod common;
 
@@ -249,7 +249,7 @@ fn socket_with_peer(peer: std::net::SocketAddr) -> Option<socket2::Socket> {
 
 #[tokio::test]
 async fn nodelay_and_keepalive_are_set_on_both_sockets() {
-    for (no_delay, keep_alive) in [(true, true), (false, false)] {
+    for (no_delay, keep_alive) in [(true, false), (false, true)] {
         let backend = echo_backend().await;
         let port = free_port();
         let globals =
@@ -364,8 +364,13 @@ async fn a_limit_flushes_what_it_holds_and_ends_with_fin() {
     let mut client = connect(port).await;
     let mut got = Vec::new();
     let mut buf = vec![0; 32 * 1024];
+    let started = tokio::time::Instant::now();
     let ending = loop {
-        let _ = client.write_all(b".").await;
+        // Talk during the first half of the lifetime only: the drain discards what the client
+        // sends, but a byte sent after the proxy closed would draw a reset from the kernel.
+        if started.elapsed() < Duration::from_millis(500) {
+            let _ = client.write_all(b".").await;
+        }
         match tokio::time::timeout(PATIENCE, client.read(&mut buf))
             .await
             .expect("progress")

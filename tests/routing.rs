@@ -96,6 +96,38 @@ async fn a_refused_endpoint_fails_over_to_the_next() {
 
 #[tokio::test]
 async fn each_host_of_a_target_is_an_endpoint() {
+    // One backend port on two loopback addresses, each answering with its own address.
+    let backend_port = free_port_range(1);
+    for host in ["127.0.0.1", "127.0.0.2"] {
+        let listener = TcpListener::bind((host, backend_port))
+            .await
+            .expect("bind backend");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream.write_all(host.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+    }
+    let port = free_port();
+    let config = json!({"bindAddress": "127.0.0.1", "routes": [{
+        "match": {"ports": port},
+        "action": {"type": "forward", "target": {"host": ["127.0.0.2", "127.0.0.1"], "port": backend_port}}
+    }]});
+    let _proxy = start_proxy(config).await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(String::from_utf8(greeting(port).await.0).expect("utf-8"));
+    }
+    assert_eq!(
+        seen,
+        ["127.0.0.2", "127.0.0.1", "127.0.0.2", "127.0.0.1"],
+        "round-robin over hosts"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_host_fails_over_to_the_next_host() {
     // The backend listens on 127.0.0.1 only, so 127.0.0.2 refuses on the same port.
     let backend = tagged_backend("one").await;
     let port = free_port();

@@ -1,4 +1,4 @@
-//! Graceful shutdown (SPEC §4): listeners close at once, live connections keep working during
+//! Graceful shutdown: listeners close at once, live connections keep working during
 //! the drain, the rest are closed with FIN at gracefulShutdownTimeout.
 
 mod common;

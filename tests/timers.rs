@@ -1,4 +1,4 @@
-//! Limits as timers (SPEC §4): inactivity, lifetime, halfCloseTimeout and the three
+//! Limits as timers: inactivity, lifetime, halfCloseTimeout and the three
 //! keepAliveTreatments. Short limits, generous upper bounds: a limit must not fire before its
 //! deadline and must fire within one second after it.
 

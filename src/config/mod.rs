@@ -97,7 +97,7 @@ pub enum TargetPort {
 }
 
 impl Default for Config {
-    /// The defaults of SPEC §2.1, with no routes: what `{"routes": []}` loads as.
+    /// The documented defaults (docs/CONFIG.md), with no routes: what `{"routes": []}` loads as.
     fn default() -> Self {
         Config {
             routes: Vec::new(),

@@ -1,4 +1,4 @@
-//! The lifecycle policy of a relayed connection: which limits apply (SPEC §4) and why it ended.
+//! The lifecycle policy of a relayed connection: which limits apply and why it ended.
 
 use std::fmt;
 use std::time::Duration;
