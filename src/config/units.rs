@@ -16,6 +16,8 @@ use serde_json::{Number, Value};
 /// The longest duration a config may give: 36500 days (100 years). Longer values are almost
 /// certainly mistakes and would overflow timer arithmetic; `0` is the way to turn a limit off.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+/// `MAX_DURATION` as an operator writes it, for messages.
+pub(crate) const MAX_DURATION_TEXT: &str = "36500d";
 
 const DURATION_FORMAT: &str = "expected a duration: a whole number of milliseconds (e.g. 30000) \
      or a string with a unit ms, s, m, h or d (e.g. \"250ms\", \"1.5s\", \"15m\", \"4h\", \"7d\"); \

@@ -18,7 +18,7 @@ use super::{
     WITH_ACME, WITH_ADMIN, WITH_ADMISSION, WITH_DEFAULTS, WITH_HTTP, WITH_METRICS,
     WITH_PROXY_PROTOCOL,
 };
-use crate::config::units::{MAX_DURATION, describe, quoted, shown};
+use crate::config::units::{MAX_DURATION, MAX_DURATION_TEXT, describe, quoted, shown};
 use crate::config::{Config, KeepAliveTreatment};
 
 pub(super) const GLOBAL_KEYS: &[&str] = &[
@@ -169,20 +169,7 @@ pub(super) fn validate_config(ctx: &mut Ctx, root: &Value) -> Option<Config> {
     if let Some(value) = object.get("keepAliveInactivityMultiplier") {
         let key = "keepAliveInactivityMultiplier";
         match value.as_f64() {
-            Some(m) if m.is_finite() && m >= 1.0 => {
-                let extended = config.inactivity_timeout.as_secs_f64() * m;
-                if extended > MAX_DURATION.as_secs_f64() {
-                    ctx.error(
-                        key,
-                        format!(
-                            "inactivityTimeout × {m} is longer than the longest allowed \
-                             duration (36500d)"
-                        ),
-                    );
-                } else {
-                    config.keep_alive_inactivity_multiplier = m;
-                }
-            }
+            Some(m) if m.is_finite() && m >= 1.0 => config.keep_alive_inactivity_multiplier = m,
             Some(_) => ctx.error(
                 key,
                 format!(
@@ -197,6 +184,39 @@ pub(super) fn validate_config(ctx: &mut Ctx, root: &Value) -> Option<Config> {
                     describe(value)
                 ),
             ),
+        }
+    }
+
+    // Checked whichever of the two was written: the extended limit must stay a valid duration.
+    let multiplier = config.keep_alive_inactivity_multiplier;
+    if config.inactivity_timeout.as_secs_f64() * multiplier > MAX_DURATION.as_secs_f64() {
+        let key = if object.contains_key("keepAliveInactivityMultiplier") {
+            "keepAliveInactivityMultiplier"
+        } else {
+            "inactivityTimeout"
+        };
+        ctx.error(
+            key,
+            format!(
+                "inactivityTimeout × {multiplier} is longer than the longest allowed \
+                 duration ({})",
+                MAX_DURATION_TEXT
+            ),
+        );
+        config.keep_alive_inactivity_multiplier = 1.0;
+    }
+
+    // SmartProxy's PROXY protocol switches are accepted as names, but a value that would turn
+    // the protocol on must not be silently ignored.
+    for key in ["acceptProxyProtocol", "sendProxyProtocol", "proxyIPs"] {
+        let enabled = match object.get(key) {
+            Some(Value::Bool(on)) => *on,
+            Some(Value::Array(list)) => !list.is_empty(),
+            Some(Value::String(text)) => !text.is_empty(),
+            _ => false,
+        };
+        if enabled {
+            ctx.unsupported(key, WITH_PROXY_PROTOCOL);
         }
     }
 

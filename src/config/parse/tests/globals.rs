@@ -365,3 +365,50 @@ fn global_features_not_supported_yet() {
         "trustedProxies": [],
     }));
 }
+
+#[test]
+fn the_extended_inactivity_limit_is_checked_whichever_key_is_written() {
+    // The default multiplier (6) makes a 36500d inactivityTimeout too long.
+    let errors = refuse(json!({"inactivityTimeout": "36500d", "routes": []}));
+    assert_single(
+        &errors,
+        "inactivityTimeout: inactivityTimeout × 6 is longer than the longest allowed duration (36500d)",
+    );
+    let errors = refuse(json!({
+        "inactivityTimeout": "10000d", "keepAliveInactivityMultiplier": 4, "routes": []
+    }));
+    assert_single(
+        &errors,
+        "keepAliveInactivityMultiplier: inactivityTimeout × 4 is longer than the longest allowed duration (36500d)",
+    );
+    assert_eq!(
+        crate::config::parse_duration(&json!(crate::config::units::MAX_DURATION_TEXT)),
+        Ok(crate::config::units::MAX_DURATION)
+    );
+}
+
+#[test]
+fn smartproxy_proxy_protocol_switches_are_refused_when_on() {
+    for (key, value) in [
+        ("acceptProxyProtocol", json!(true)),
+        ("sendProxyProtocol", json!(true)),
+        ("proxyIPs", json!(["10.0.0.1"])),
+    ] {
+        let errors = refuse(json!({key: value, "routes": []}));
+        assert_single(
+            &errors,
+            &format!(
+                "{key}: not supported yet by this version (arrives with PROXY protocol support)"
+            ),
+        );
+    }
+    // Off, they change nothing: accepted with the usual warning.
+    for (key, value) in [
+        ("acceptProxyProtocol", json!(false)),
+        ("sendProxyProtocol", json!(false)),
+        ("proxyIPs", json!([])),
+    ] {
+        let (_, warnings) = accept(json!({key: value, "routes": []}));
+        assert_eq!(warnings.len(), 1, "{key}: {warnings:?}");
+    }
+}
