@@ -168,7 +168,6 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME_FAILURE);
         }
     };
-    let no_routes = config.routes.iter().all(|r| !r.enabled);
     let proxy = match Proxy::start(config).await {
         Ok(proxy) => proxy,
         Err(e) => {
@@ -179,7 +178,7 @@ async fn serve(config: Config) -> ExitCode {
     for addr in proxy.local_addrs() {
         tracing::info!(listener = %addr, "listening");
     }
-    if no_routes {
+    if proxy.local_addrs().is_empty() {
         tracing::info!("no routes configured; docs/CONFIG.md shows how to write a first route");
     }
     signals.next_stop().await;
