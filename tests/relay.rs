@@ -349,15 +349,7 @@ async fn a_reset_while_the_pipe_is_full_is_not_held_back() {
 async fn a_limit_flushes_what_it_holds_and_ends_with_fin() {
     // The backend streams as fast as it can; the client reads slowly and keeps talking until
     // the lifetime limit ends the connection: it must see a FIN, after an intact prefix.
-    let backend = backend(|mut stream| async move {
-        let data = pattern(64 * 1024);
-        for _ in 0..2000 {
-            if stream.write_all(&data).await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
+    let backend = streaming_backend(2000).await;
     let port = free_port();
     let globals = json!({"maxConnectionLifetime": "1s", "keepAliveTreatment": "standard"});
     let proxy = start_proxy(one_route(port, backend, globals)).await;

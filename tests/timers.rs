@@ -310,15 +310,7 @@ async fn a_slow_reader_is_activity_not_inactivity() {
 async fn a_receiver_that_stopped_reading_is_inactive() {
     // The client never reads: once every buffer toward it is full nothing moves, and the
     // inactivity limit closes the connection even though bytes are still queued for it.
-    let backend = backend(|mut stream| async move {
-        let chunk = pattern(64 * 1024);
-        for _ in 0..1000 {
-            if stream.write_all(&chunk).await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
+    let backend = streaming_backend(1000).await;
     let port = free_port();
     let globals = json!({"inactivityTimeout": "800ms", "keepAliveTreatment": "standard"});
     let proxy = start_proxy(one_route(port, backend, globals)).await;

@@ -90,6 +90,19 @@ pub async fn echo_backend() -> u16 {
     .await
 }
 
+/// Writes `chunks` copies of a 64 KiB pattern as fast as the peer takes them, then closes.
+pub async fn streaming_backend(chunks: usize) -> u16 {
+    backend(move |mut stream| async move {
+        let chunk = pattern(64 * 1024);
+        for _ in 0..chunks {
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+}
+
 /// Accepts and holds each connection for 30 s without reading or writing a byte.
 pub async fn silent_backend() -> u16 {
     backend(|stream| async move {

@@ -13,6 +13,9 @@ use super::{WITH_HTTP, WITH_PROXY_PROTOCOL, WITH_TARGET_OPTIONS};
 use crate::config::units::{describe, quoted};
 use crate::config::{Target, TargetPort};
 
+/// The target keys this version acts on; the rest of TARGET_KEYS are refused as not supported yet.
+const SUPPORTED_TARGET_KEYS: &[&str] = &["host", "port", "protocol", "sendProxyProtocol"];
+
 pub(super) const TARGET_KEYS: &[&str] = &[
     "host",
     "port",
@@ -145,15 +148,8 @@ pub(super) fn target(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Target>
             }
         }
     }
-    for key in [
-        "match",
-        "priority",
-        "tls",
-        "websocket",
-        "loadBalancing",
-        "headers",
-    ] {
-        if object.contains_key(key) {
+    for &key in TARGET_KEYS {
+        if !SUPPORTED_TARGET_KEYS.contains(&key) && object.contains_key(key) {
             ctx.unsupported(&child(path, key), WITH_TARGET_OPTIONS);
         }
     }
