@@ -16,6 +16,7 @@ mod connect;
 mod listen;
 mod proxy;
 mod router;
+pub mod tls;
 
 pub use config::{Config, ConfigErrors, Format};
 pub use conn::lifecycle::CloseReason;

@@ -7,11 +7,13 @@ mod parse;
 mod units;
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use parse::{ConfigError, ConfigErrors, Warning};
 pub use units::{parse_duration, parse_size};
+
+pub use crate::tls::TlsVersion;
 
 /// The embedded config that `smartproxy` runs when no file is given: loopback only.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
@@ -67,6 +69,10 @@ pub struct RouteMatch {
     pub ports: Vec<u16>,
     /// Client address patterns; empty = any client.
     pub client_ip: Vec<IpPattern>,
+    /// SNI patterns (case-insensitive globs over the whole name); empty = any name or none.
+    pub domains: Vec<String>,
+    /// Highest version the ClientHello offers must be one of these; empty = any.
+    pub tls_versions: Vec<TlsVersion>,
 }
 
 /// A `match.clientIp` entry: a CIDR (`10.0.0.0/8`, a bare address) or a glob (`192.168.1.*`).
@@ -80,6 +86,39 @@ pub enum IpPattern {
 pub struct Action {
     /// Only `forward` exists so far.
     pub targets: Vec<Target>,
+    /// `None`: TLS connections that match are forwarded untouched, like passthrough.
+    pub tls: Option<RouteTls>,
+}
+
+/// A route's `action.tls`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteTls {
+    pub mode: TlsMode,
+    /// Required by the terminating modes: the route's default certificate.
+    pub certificate: Option<CertificateSource>,
+    /// Roots for verifying a re-encrypted backend instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `false` turns backend certificate verification off (re-encrypt only).
+    pub reject_unauthorized: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Passthrough,
+    Terminate,
+    TerminateAndReencrypt,
+}
+
+/// Where a certificate chain and its private key come from (PEM).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CertificateSource {
+    /// Re-read when either file changes, and on SIGHUP.
+    Files {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    /// `cert` holds the chain (leaf first, then any `ca` given beside it).
+    Inline { cert: String, key: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -133,7 +133,7 @@ pub(super) fn action(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Action>
     }
 
     if forward {
-        targets.map(|targets| Action { targets })
+        targets.map(|targets| Action { targets, tls: None })
     } else {
         None
     }

@@ -235,6 +235,8 @@ fn route_match(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteMatch> {
     Some(RouteMatch {
         ports: ports?,
         client_ip: client_ip?,
+        domains: Vec::new(),
+        tls_versions: Vec::new(),
     })
 }
 

@@ -30,13 +30,16 @@ fn a_route_reads_its_fields_and_defaults() {
             enabled: false,
             matcher: RouteMatch {
                 ports: vec![5432],
-                client_ip: vec![]
+                client_ip: vec![],
+                domains: vec![],
+                tls_versions: vec![],
             },
             action: Action {
                 targets: vec![Target {
                     hosts: vec!["db.internal".into()],
                     port: TargetPort::Fixed(5432),
                 }],
+                tls: None,
             },
         }
     );

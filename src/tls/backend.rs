@@ -1,0 +1,1 @@
+//! TLS toward backends when re-encrypting.

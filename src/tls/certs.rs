@@ -1,0 +1,1 @@
+//! Certificates served when terminating TLS.
