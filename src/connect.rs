@@ -25,6 +25,14 @@ enum Host {
 }
 
 impl Endpoint {
+    /// The host as configured: an address or a name.
+    pub fn host(&self) -> String {
+        match &self.host {
+            Host::Ip(ip) => ip.to_string(),
+            Host::Name(name) => name.clone(),
+        }
+    }
+
     fn port_for(&self, local_port: u16) -> u16 {
         match self.port {
             TargetPort::Fixed(p) => p,
@@ -43,10 +51,7 @@ impl Endpoint {
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = match &self.host {
-            Host::Ip(ip) => ip.to_string(),
-            Host::Name(name) => name.clone(),
-        };
+        let host = self.host();
         match self.port {
             TargetPort::Fixed(p) => write!(f, "{host}:{p}"),
             TargetPort::Preserve => write!(f, "{host}:preserve"),
@@ -93,7 +98,7 @@ impl Endpoints {
         &self,
         local_port: u16,
         timeout: Duration,
-    ) -> Result<TcpStream, ConnectFailed> {
+    ) -> Result<(TcpStream, &Endpoint), ConnectFailed> {
         let n = self.list.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last_error = io::Error::new(io::ErrorKind::NotFound, "route has no endpoints");
@@ -112,7 +117,7 @@ impl Endpoints {
                     })
             };
             match result {
-                Ok(stream) => return Ok(stream),
+                Ok(stream) => return Ok((stream, endpoint)),
                 Err(e) => {
                     tracing::debug!(endpoint = %endpoint, error = %e, "backend connect failed");
                     last_error = e;

@@ -125,6 +125,6 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cance
             conn::refuse_over_limit(conn);
             continue;
         }
-        tokio::spawn(conn::serve_tcp(Arc::clone(&shared), conn));
+        tokio::spawn(conn::serve(Arc::clone(&shared), conn));
     }
 }

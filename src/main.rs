@@ -181,14 +181,14 @@ async fn serve(config: Config) -> ExitCode {
     if proxy.local_addrs().is_empty() {
         tracing::info!("no routes configured; docs/CONFIG.md shows how to write a first route");
     }
-    signals.next_stop().await;
+    signals.next_stop(&proxy).await;
     tracing::info!(
         live = proxy.live_connections(),
         "shutting down: listeners closed, draining live connections"
     );
     tokio::select! {
         _ = proxy.shutdown() => {}
-        _ = signals.next_stop() => {
+        _ = signals.next_stop(&proxy) => {
             tracing::info!(live = proxy.live_connections(), "second signal: closing everything now");
             proxy.shutdown_now().await;
         }
@@ -212,15 +212,17 @@ impl Signals {
         })
     }
 
-    /// Waits for SIGTERM or SIGINT. SIGHUP (config reload) is not handled yet and is only logged,
-    /// so it does not kill the process.
-    async fn next_stop(&mut self) {
+    /// Waits for SIGTERM or SIGINT. SIGHUP re-reads the certificate files; reloading the rest
+    /// of the config is not handled yet, and is only logged.
+    async fn next_stop(&mut self, proxy: &Proxy) {
         loop {
             tokio::select! {
                 _ = self.terminate.recv() => return,
                 _ = self.interrupt.recv() => return,
                 _ = self.hangup.recv() => {
-                    tracing::warn!("SIGHUP received: config reload is not supported yet; ignoring");
+                    let replaced = proxy.reload_certificates();
+                    tracing::info!(replaced, "SIGHUP received: certificate files re-read");
+                    tracing::warn!("SIGHUP: reloading routes and options is not supported yet; they stay as started");
                 }
             }
         }

@@ -14,16 +14,22 @@ use crate::conn::registry::Registry;
 use crate::conn::relay::{CloseSignals, FLUSH_ON_CLOSE_GRACE, RelayConfig};
 use crate::conn::{Shared, SocketOptions};
 use crate::listen;
-use crate::router::Router;
+use crate::router::{Router, TlsSetupError};
 
-/// A port that could not be bound (exit code 3 in the CLI).
+/// Why a proxy could not start (exit code 3 in the CLI).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {address}: {source}")]
-pub struct StartError {
-    /// The address whose bind failed (`[::]:PORT` or `0.0.0.0:PORT` without a bindAddress).
-    pub address: String,
-    #[source]
-    pub source: io::Error,
+pub enum StartError {
+    /// A port that could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address whose bind failed (`[::]:PORT` or `0.0.0.0:PORT` without a bindAddress).
+        address: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A certificate or CA file that could not be loaded.
+    #[error("cannot set up TLS for {0}")]
+    Tls(#[from] TlsSetupError),
 }
 
 /// A running proxy. Dropping it does not stop it; call `shutdown` or `shutdown_now`.
@@ -38,7 +44,7 @@ pub struct Proxy {
 impl Proxy {
     /// Binds every port the enabled routes name and starts accepting. Needs a tokio runtime.
     pub async fn start(config: Config) -> Result<Proxy, StartError> {
-        let router = Router::new(&config.routes);
+        let router = Router::new(&config.routes)?;
         let socket_options = SocketOptions {
             no_delay: config.no_delay,
             keep_alive: config.keep_alive.then_some(config.keep_alive_initial_delay),
@@ -47,7 +53,7 @@ impl Proxy {
         for port in router.ports() {
             let listener =
                 listen::bind(config.bind_address, port, &socket_options).map_err(|e| {
-                    StartError {
+                    StartError::Listen {
                         address: e.address.to_string(),
                         source: e.source,
                     }
@@ -61,12 +67,17 @@ impl Proxy {
                 buffer_size: config.relay_buffer_size,
             },
             connect_timeout: config.connection_timeout,
+            initial_data_timeout: config.initial_data_timeout,
+            max_pending: usize::try_from(config.max_pending_data_size).unwrap_or(usize::MAX),
             socket_options,
             signals: CloseSignals::default(),
             registry: Arc::new(Registry::default()),
             max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
         });
         let stop_accepting = CancellationToken::new();
+        if let Some(certificates) = shared.router.certificates() {
+            tokio::spawn(Arc::clone(certificates).watch(stop_accepting.clone()));
+        }
         let mut local_addrs = Vec::new();
         let mut accept_tasks = Vec::new();
         for listener in listeners {
@@ -106,6 +117,16 @@ impl Proxy {
     /// Connections that ended with `reason` since start.
     pub fn closed_with(&self, reason: crate::CloseReason) -> u64 {
         self.shared.registry.closed(reason)
+    }
+
+    /// Re-reads every certificate file now (SIGHUP); a file that fails to load keeps its old
+    /// certificate. Returns how many certificates were replaced. Changed files are also picked
+    /// up on their own within a few seconds.
+    pub fn reload_certificates(&self) -> usize {
+        self.shared
+            .router
+            .certificates()
+            .map_or(0, |certificates| certificates.reload(true))
     }
 
     /// Closes every listener; live connections go on. Returns once the listeners are closed.

@@ -5,43 +5,140 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::{IpPattern, Route};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::config::{IpPattern, Route, TlsMode, TlsVersion};
 use crate::connect::Endpoints;
+use crate::tls::certs::CertStore;
+use crate::tls::client_hello::ClientHello;
+
+/// What a route does with a TLS connection it matched.
+pub enum TlsHandling {
+    /// Bytes go to the backend untouched: `tls: passthrough`, or no `tls` at all.
+    Forward,
+    Terminate(TlsAcceptor),
+    Reencrypt {
+        acceptor: TlsAcceptor,
+        connector: TlsConnector,
+    },
+}
+
+impl TlsHandling {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TlsHandling::Forward => "forward",
+            TlsHandling::Terminate(_) => "terminate",
+            TlsHandling::Reencrypt { .. } => "terminate-and-reencrypt",
+        }
+    }
+}
 
 /// A route as the data path uses it.
 pub struct RouteEntry {
     pub name: String,
     client_ip: Vec<IpPattern>,
+    domains: Vec<String>,
+    tls_versions: Vec<TlsVersion>,
+    pub tls: TlsHandling,
     pub endpoints: Endpoints,
 }
 
+/// What the proxy has read from the client when it picks a route.
+#[derive(Clone, Copy)]
+pub enum FirstBytes<'a> {
+    /// Nothing: the port connects at once.
+    NotRead,
+    Tls(&'a ClientHello),
+    /// Bytes that are not TLS.
+    NotTls,
+}
+
 impl RouteEntry {
-    fn matches(&self, client_ip: IpAddr) -> bool {
-        self.client_ip.is_empty() || self.client_ip.iter().any(|p| ip_matches(p, client_ip))
+    /// Reading the first bytes is needed to decide about this route.
+    fn reads_first(&self) -> bool {
+        !self.domains.is_empty()
+            || !self.tls_versions.is_empty()
+            || !matches!(self.tls, TlsHandling::Forward)
+    }
+
+    fn matches(&self, client_ip: IpAddr, first: FirstBytes<'_>) -> bool {
+        let ip_ok =
+            self.client_ip.is_empty() || self.client_ip.iter().any(|p| ip_matches(p, client_ip));
+        ip_ok
+            && match first {
+                FirstBytes::NotRead => true,
+                FirstBytes::NotTls => !self.reads_first(),
+                FirstBytes::Tls(hello) => self.matches_hello(hello),
+            }
+    }
+
+    fn matches_hello(&self, hello: &ClientHello) -> bool {
+        // Without SNI only routes without domains, or with the catch-all `*`, match.
+        let domain_ok = self.domains.is_empty()
+            || match hello.server_name.as_deref() {
+                Some(name) => self.domains.iter().any(|d| glob_match(d, name)),
+                None => self.domains.iter().any(|d| d == "*"),
+            };
+        let version_ok = self.tls_versions.is_empty()
+            || hello
+                .highest_version()
+                .is_some_and(|v| self.tls_versions.contains(&v));
+        domain_ok && version_ok
     }
 }
 
+/// The routes of one port.
+struct PortRoutes {
+    routes: Vec<Arc<RouteEntry>>,
+    /// Some route needs the ClientHello (SNI, version, termination) to decide.
+    reads_first: bool,
+}
+
+/// A route whose TLS settings could not be put in place at start.
+#[derive(Debug, thiserror::Error)]
+#[error("route {route}: {message}")]
+pub struct TlsSetupError {
+    pub route: String,
+    pub message: String,
+}
+
 pub struct Router {
-    by_port: BTreeMap<u16, Vec<Arc<RouteEntry>>>,
+    by_port: BTreeMap<u16, PortRoutes>,
+    certificates: Option<Arc<CertStore>>,
 }
 
 impl Router {
-    pub fn new(routes: &[Route]) -> Router {
+    /// Compiles the enabled routes; loads the certificates of the terminating ones.
+    pub fn new(routes: &[Route]) -> Result<Router, TlsSetupError> {
         let mut ordered: Vec<&Route> = routes.iter().filter(|r| r.enabled).collect();
         // A stable sort keeps file order among equal priorities.
         ordered.sort_by_key(|r| std::cmp::Reverse(r.priority));
-        let mut by_port: BTreeMap<u16, Vec<Arc<RouteEntry>>> = BTreeMap::new();
+        let certificates = load_certificates(&ordered)?;
+        let mut by_port: BTreeMap<u16, PortRoutes> = BTreeMap::new();
+        let mut next_cert = 0;
         for route in ordered {
+            let tls = tls_handling(route, certificates.as_ref(), &mut next_cert)?;
             let entry = Arc::new(RouteEntry {
                 name: route.name.clone(),
                 client_ip: route.matcher.client_ip.clone(),
+                domains: route.matcher.domains.clone(),
+                tls_versions: route.matcher.tls_versions.clone(),
+                tls,
                 endpoints: Endpoints::new(&route.action.targets),
             });
             for &port in &route.matcher.ports {
-                by_port.entry(port).or_default().push(Arc::clone(&entry));
+                let port_routes = by_port.entry(port).or_insert_with(|| PortRoutes {
+                    routes: Vec::new(),
+                    reads_first: false,
+                });
+                port_routes.reads_first |= entry.reads_first();
+                port_routes.routes.push(Arc::clone(&entry));
             }
         }
-        Router { by_port }
+        Ok(Router {
+            by_port,
+            certificates,
+        })
     }
 
     /// Every port some enabled route listens on, ascending.
@@ -49,14 +146,99 @@ impl Router {
         self.by_port.keys().copied()
     }
 
-    /// The first route on `port` whose every given field matches. Only fields known at accept
-    /// (port, client address) exist so far, so such ports connect without reading the client.
-    pub fn select(&self, port: u16, client_ip: IpAddr) -> Option<&Arc<RouteEntry>> {
+    /// Whether connections on `port` are routed on their first bytes (else they connect at
+    /// once, which server-first protocols need).
+    pub fn reads_first(&self, port: u16) -> bool {
+        self.by_port.get(&port).is_some_and(|p| p.reads_first)
+    }
+
+    /// The certificates served by terminating routes, if any.
+    pub fn certificates(&self) -> Option<&Arc<CertStore>> {
+        self.certificates.as_ref()
+    }
+
+    /// The first route on `port` whose every given field matches.
+    pub fn select(
+        &self,
+        port: u16,
+        client_ip: IpAddr,
+        first: FirstBytes<'_>,
+    ) -> Option<&Arc<RouteEntry>> {
         self.by_port
             .get(&port)?
+            .routes
             .iter()
-            .find(|route| route.matches(client_ip))
+            .find(|route| route.matches(client_ip, first))
     }
+}
+
+fn terminates(route: &Route) -> bool {
+    route
+        .action
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.mode != TlsMode::Passthrough)
+}
+
+/// One store for every terminating route's certificate, in route order, so that a name any of
+/// them serves is found whichever route the connection matched.
+fn load_certificates(ordered: &[&Route]) -> Result<Option<Arc<CertStore>>, TlsSetupError> {
+    let terminating: Vec<&Route> = ordered.iter().copied().filter(|r| terminates(r)).collect();
+    if terminating.is_empty() {
+        return Ok(None);
+    }
+    let mut sources = Vec::new();
+    for route in &terminating {
+        match route
+            .action
+            .tls
+            .as_ref()
+            .and_then(|t| t.certificate.clone())
+        {
+            Some(source) => sources.push(source),
+            None => {
+                return Err(TlsSetupError {
+                    route: route.name.clone(),
+                    message: "terminating TLS needs a certificate".into(),
+                });
+            }
+        }
+    }
+    CertStore::load(sources)
+        .map(Some)
+        .map_err(|(index, message)| TlsSetupError {
+            route: terminating
+                .get(index)
+                .map_or_else(String::new, |r| r.name.clone()),
+            message,
+        })
+}
+
+fn tls_handling(
+    route: &Route,
+    certificates: Option<&Arc<CertStore>>,
+    next_cert: &mut usize,
+) -> Result<TlsHandling, TlsSetupError> {
+    let Some(tls) = route.action.tls.as_ref().filter(|_| terminates(route)) else {
+        return Ok(TlsHandling::Forward);
+    };
+    let setup_error = |message: String| TlsSetupError {
+        route: route.name.clone(),
+        message,
+    };
+    let store = certificates.ok_or_else(|| setup_error("no certificate loaded".into()))?;
+    let acceptor = TlsAcceptor::from(store.server_config(*next_cert));
+    *next_cert += 1;
+    if tls.mode == TlsMode::Terminate {
+        return Ok(TlsHandling::Terminate(acceptor));
+    }
+    let client =
+        crate::tls::backend::client_config(tls.ca_file.as_deref(), tls.reject_unauthorized)
+            .map_err(setup_error)?;
+    Ok(TlsHandling::Reencrypt {
+        acceptor,
+        connector: TlsConnector::from(client),
+    })
 }
 
 fn ip_matches(pattern: &IpPattern, ip: IpAddr) -> bool {

@@ -69,13 +69,15 @@ pub enum CloseReason {
     ConnectFailed,
     NoRoute,
     NotTls,
+    /// The client's TLS handshake with a terminating route failed.
+    TlsHandshakeFailed,
     Limit,
     Blocked,
     Shutdown,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 14] = [
+    pub const ALL: [CloseReason; 15] = [
         CloseReason::ClientFin,
         CloseReason::BackendFin,
         CloseReason::ClientReset,
@@ -87,6 +89,7 @@ impl CloseReason {
         CloseReason::ConnectFailed,
         CloseReason::NoRoute,
         CloseReason::NotTls,
+        CloseReason::TlsHandshakeFailed,
         CloseReason::Limit,
         CloseReason::Blocked,
         CloseReason::Shutdown,
@@ -110,6 +113,7 @@ impl CloseReason {
             CloseReason::ConnectFailed => "connect_failed",
             CloseReason::NoRoute => "no_route",
             CloseReason::NotTls => "not_tls",
+            CloseReason::TlsHandshakeFailed => "tls_handshake_failed",
             CloseReason::Limit => "limit",
             CloseReason::Blocked => "blocked",
             CloseReason::Shutdown => "shutdown",

@@ -1,22 +1,31 @@
 //! One client connection from accept to close: route, connect, relay, log. Every path ends in
 //! the same relay (`relay.rs`) under the same limits (`lifecycle.rs`).
 
+mod first_bytes;
 pub mod lifecycle;
+mod prefixed;
 pub mod registry;
 pub mod relay;
+mod tls;
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::router::Router;
+use crate::router::{FirstBytes, RouteEntry, Router, TlsHandling};
+use crate::tls::TlsVersion;
+use first_bytes::{Refused, Sniffed};
 use lifecycle::CloseReason;
+use prefixed::Prefixed;
 use registry::{ConnGuard, Registry};
-use relay::{CloseSignals, RelayConfig};
+use relay::{CloseSignals, RelayConfig, RelayStream};
+use tls::TlsSide;
 
 /// TCP options applied to both sockets of every connection.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +58,10 @@ pub struct Shared {
     pub router: Router,
     pub relay: RelayConfig,
     pub connect_timeout: Duration,
+    /// Bounds reading the first bytes and the client's TLS handshake; zero = none.
+    pub initial_data_timeout: Duration,
+    /// Most bytes read from a client before it is routed.
+    pub max_pending: usize,
     pub socket_options: SocketOptions,
     pub signals: CloseSignals,
     pub registry: Arc<Registry>,
@@ -56,15 +69,45 @@ pub struct Shared {
 }
 
 /// The facts logged when a connection ends.
-struct ConnEnd<'a> {
-    /// The connection reached the relay (else the client is still to be closed).
-    relayed: bool,
-    route: Option<&'a str>,
+struct ConnEnd {
+    route: Option<Arc<RouteEntry>>,
+    /// The name the ClientHello asked for.
+    sni: Option<String>,
     backend: Option<SocketAddr>,
     reason: CloseReason,
-    error: Option<std::io::ErrorKind>,
+    error: Option<io::ErrorKind>,
+    /// Why a connection ended before its relay, in words (bad ClientHello, handshake error).
+    detail: Option<String>,
     client_to_backend: u64,
     backend_to_client: u64,
+}
+
+impl ConnEnd {
+    fn new(reason: CloseReason) -> ConnEnd {
+        ConnEnd {
+            route: None,
+            sni: None,
+            backend: None,
+            reason,
+            error: None,
+            detail: None,
+            client_to_backend: 0,
+            backend_to_client: 0,
+        }
+    }
+
+    fn refused(refused: Refused) -> ConnEnd {
+        ConnEnd {
+            error: refused.error,
+            detail: Some(refused.detail),
+            ..ConnEnd::new(refused.reason)
+        }
+    }
+
+    fn with_route(mut self, route: &Arc<RouteEntry>) -> ConnEnd {
+        self.route = Some(Arc::clone(route));
+        self
+    }
 }
 
 pub struct Accepted {
@@ -75,111 +118,288 @@ pub struct Accepted {
     pub guard: ConnGuard,
 }
 
-/// Serves one accepted connection on a port whose routes all forward plain TCP: the backend is
-/// chosen and connected at once, without waiting for the client to speak.
-pub async fn serve_tcp(shared: Arc<Shared>, conn: Accepted) {
+/// Serves one accepted connection to its end: routes it (at once, or on its ClientHello),
+/// terminates TLS where the route says so, connects, relays, logs, and records the reason.
+pub async fn serve(shared: Arc<Shared>, conn: Accepted) {
     let Accepted {
-        stream: mut client,
+        stream,
         peer,
         local,
         at,
         mut guard,
     } = conn;
-    let end = async {
-        let Some(route) = shared.router.select(local.port(), peer.ip().to_canonical()) else {
-            return ConnEnd::without_relay(None, CloseReason::NoRoute);
-        };
-        let connecting = route
-            .endpoints
-            .connect(local.port(), shared.connect_timeout);
-        let mut backend = tokio::select! {
-            result = connecting => match result {
-                Ok(backend) => backend,
-                Err(failed) => {
-                    tracing::debug!(
-                        conn = guard.id(), route = %route.name, attempts = failed.attempts,
-                        error = %failed.last_error, "no backend endpoint reachable"
-                    );
-                    return ConnEnd::without_relay(Some(&route.name), CloseReason::ConnectFailed);
-                }
-            },
-            _ = shared.signals.close.cancelled() => {
-                return ConnEnd::without_relay(Some(&route.name), CloseReason::Shutdown);
-            }
-        };
-        shared.socket_options.apply(&backend);
-        let backend_addr = backend.peer_addr().ok();
-        let relayed = relay::relay(
-            &mut client,
-            &mut backend,
-            &shared.relay,
-            at,
-            &shared.signals,
-        )
-        .await;
-        ConnEnd {
-            relayed: true,
-            route: Some(&route.name),
-            backend: backend_addr,
-            reason: relayed.reason,
-            error: relayed.error,
-            client_to_backend: relayed.client_to_backend,
-            backend_to_client: relayed.backend_to_client,
-        }
-    }
-    .await;
-    if !end.relayed {
-        close_unrelayed(&mut client).await;
-    }
+    // Every stream of the connection is dropped (sockets closed) inside `route_and_relay`,
+    // before the guard takes the connection off the registry.
+    let end = route_and_relay(&shared, stream, peer, local, at, guard.id()).await;
     log_end(guard.id(), peer, local, at, &end);
     guard.set_reason(end.reason);
-    // Sockets close here, then the guard takes the connection off the registry.
-    drop(client);
     drop(guard);
 }
 
-/// Ends a client that never reached a backend with a FIN: what it already sent is read and
-/// discarded until its own FIN (closing with unread bytes would make the kernel send RST),
-/// for at most FLUSH_ON_CLOSE_GRACE.
-async fn close_unrelayed(client: &mut TcpStream) {
-    let _ = client.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let discard = async {
+async fn route_and_relay(
+    shared: &Shared,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    at: Instant,
+    id: u64,
+) -> ConnEnd {
+    let client_ip = peer.ip().to_canonical();
+    let port = local.port();
+    if !shared.router.reads_first(port) {
+        let Some(route) = shared.router.select(port, client_ip, FirstBytes::NotRead) else {
+            close_unrelayed(&mut client, None).await;
+            return ConnEnd::new(CloseReason::NoRoute);
+        };
+        return connect_and_relay(shared, route, client, port, at, id, None).await;
+    }
+
+    // The first bytes decide; all of them are kept for the backend or the TLS acceptor.
+    let deadline = shared.deadline_from(at, shared.initial_data_timeout);
+    let mut prefix = Vec::new();
+    let reading = first_bytes::read_client_hello(&mut client, &mut prefix, shared.max_pending);
+    let sniffed = match shared.bounded(deadline, reading).await {
+        Ok(Ok(sniffed)) => sniffed,
+        Ok(Err(refused)) => {
+            close_unrelayed(&mut client, None).await;
+            return ConnEnd::refused(refused);
+        }
+        Err(reason) => {
+            close_unrelayed(&mut client, None).await;
+            return ConnEnd::new(reason);
+        }
+    };
+    let (hello, first) = match &sniffed {
+        Sniffed::Tls(hello) => (Some(hello), FirstBytes::Tls(hello)),
+        Sniffed::NotTls => (None, FirstBytes::NotTls),
+    };
+    let sni = hello.and_then(|h| h.server_name.clone());
+    let Some(route) = shared.router.select(port, client_ip, first) else {
+        let end = match hello {
+            Some(_) => {
+                close_unrelayed(&mut client, Some(&tls::UNRECOGNIZED_NAME_ALERT)).await;
+                ConnEnd::new(CloseReason::NoRoute)
+            }
+            None => {
+                close_unrelayed(&mut client, None).await;
+                ConnEnd::new(CloseReason::NotTls)
+            }
+        };
+        return ConnEnd { sni, ..end };
+    };
+    let terminating = !matches!(route.tls, TlsHandling::Forward);
+    let too_old = hello.is_some_and(|h| h.highest_version() < Some(TlsVersion::Tls12));
+    if terminating && too_old {
+        // rustls would answer a TLS 1.1 ClientHello with TLS 1.2; refuse it plainly instead.
+        close_unrelayed(&mut client, Some(&tls::PROTOCOL_VERSION_ALERT)).await;
+        return ConnEnd {
+            sni,
+            detail: Some("the client offers nothing newer than TLS 1.1".into()),
+            ..ConnEnd::new(CloseReason::TlsHandshakeFailed).with_route(route)
+        };
+    }
+    let client = Prefixed::new(prefix, client);
+    let end = match &route.tls {
+        TlsHandling::Forward => connect_and_relay(shared, route, client, port, at, id, None).await,
+        TlsHandling::Terminate(acceptor) => {
+            match accept_tls(shared, acceptor, client, deadline).await {
+                Ok(client) => connect_and_relay(shared, route, client, port, at, id, None).await,
+                Err(end) => end.with_route(route),
+            }
+        }
+        TlsHandling::Reencrypt {
+            acceptor,
+            connector,
+        } => match accept_tls(shared, acceptor, client, deadline).await {
+            Ok(client) => {
+                let reencrypt = Some((connector, sni.as_deref()));
+                connect_and_relay(shared, route, client, port, at, id, reencrypt).await
+            }
+            Err(end) => end.with_route(route),
+        },
+    };
+    ConnEnd { sni, ..end }
+}
+
+/// The client's TLS handshake, within the same deadline as its ClientHello.
+async fn accept_tls(
+    shared: &Shared,
+    acceptor: &TlsAcceptor,
+    client: Prefixed<TcpStream>,
+    deadline: Option<Instant>,
+) -> Result<TlsSide<Prefixed<TcpStream>>, ConnEnd> {
+    let handshake = acceptor.accept(client).into_fallible();
+    match shared.bounded(deadline, handshake).await {
+        Ok(Ok(stream)) => Ok(TlsSide(tokio_rustls::TlsStream::Server(stream))),
+        Ok(Err((e, mut client))) => {
+            close_unrelayed(&mut client, None).await;
+            Err(ConnEnd {
+                error: Some(e.kind()),
+                detail: Some(e.to_string()),
+                ..ConnEnd::new(CloseReason::TlsHandshakeFailed)
+            })
+        }
+        // The unfinished handshake is dropped with the future; the socket closes with it.
+        Err(reason) => Err(ConnEnd::new(reason)),
+    }
+}
+
+/// Connects the route's backend (then TLS to it when re-encrypting) and relays.
+async fn connect_and_relay<C: RelayStream>(
+    shared: &Shared,
+    route: &Arc<RouteEntry>,
+    mut client: C,
+    port: u16,
+    at: Instant,
+    id: u64,
+    reencrypt: Option<(&TlsConnector, Option<&str>)>,
+) -> ConnEnd {
+    let connecting = route.endpoints.connect(port, shared.connect_timeout);
+    let (backend, endpoint) = match shared.bounded(None, connecting).await {
+        Ok(Ok(connected)) => connected,
+        Ok(Err(failed)) => {
+            tracing::debug!(
+                conn = id, route = %route.name, attempts = failed.attempts,
+                error = %failed.last_error, "no backend endpoint reachable"
+            );
+            close_unrelayed(&mut client, None).await;
+            return ConnEnd::new(CloseReason::ConnectFailed).with_route(route);
+        }
+        Err(reason) => {
+            close_unrelayed(&mut client, None).await;
+            return ConnEnd::new(reason).with_route(route);
+        }
+    };
+    shared.socket_options.apply(&backend);
+    let backend_addr = backend.peer_addr().ok();
+    let Some((connector, sni)) = reencrypt else {
+        return relay_to(shared, route, client, backend, backend_addr, at).await;
+    };
+    let Some(name) = crate::tls::backend::server_name(sni, &endpoint.host()) else {
+        close_unrelayed(&mut client, None).await;
+        return ConnEnd {
+            detail: Some("no valid name to send as SNI to the backend".into()),
+            ..ConnEnd::new(CloseReason::ConnectFailed).with_route(route)
+        };
+    };
+    let deadline = shared.deadline_from(Instant::now(), shared.connect_timeout);
+    let handshake = connector.connect(name, backend);
+    match shared.bounded(deadline, handshake).await {
+        Ok(Ok(backend)) => {
+            let backend = TlsSide(tokio_rustls::TlsStream::Client(backend));
+            relay_to(shared, route, client, backend, backend_addr, at).await
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(conn = id, route = %route.name, error = %e, "backend TLS handshake failed");
+            close_unrelayed(&mut client, None).await;
+            ConnEnd {
+                backend: backend_addr,
+                error: Some(e.kind()),
+                detail: Some(format!("backend TLS handshake: {e}")),
+                ..ConnEnd::new(CloseReason::ConnectFailed).with_route(route)
+            }
+        }
+        Err(reason) => {
+            close_unrelayed(&mut client, None).await;
+            let reason = match reason {
+                CloseReason::InitialDataTimeout => CloseReason::ConnectFailed,
+                other => other,
+            };
+            ConnEnd {
+                backend: backend_addr,
+                detail: Some("backend TLS handshake timed out".into()),
+                ..ConnEnd::new(reason).with_route(route)
+            }
+        }
+    }
+}
+
+async fn relay_to<C: RelayStream, B: RelayStream>(
+    shared: &Shared,
+    route: &Arc<RouteEntry>,
+    mut client: C,
+    mut backend: B,
+    backend_addr: Option<SocketAddr>,
+    at: Instant,
+) -> ConnEnd {
+    let relayed = relay::relay(
+        &mut client,
+        &mut backend,
+        &shared.relay,
+        at,
+        &shared.signals,
+    )
+    .await;
+    ConnEnd {
+        backend: backend_addr,
+        error: relayed.error,
+        client_to_backend: relayed.client_to_backend,
+        backend_to_client: relayed.backend_to_client,
+        ..ConnEnd::new(relayed.reason).with_route(route)
+    }
+}
+
+impl Shared {
+    /// `from + limit`, or no deadline for a limit of zero.
+    fn deadline_from(&self, from: Instant, limit: Duration) -> Option<Instant> {
+        (!limit.is_zero()).then(|| from + limit)
+    }
+
+    /// Runs a step of a connection that has no relay yet, until `deadline` (then
+    /// `initial_data_timeout`) or a shutdown (then `shutdown`).
+    async fn bounded<T>(
+        &self,
+        deadline: Option<Instant>,
+        step: impl Future<Output = T>,
+    ) -> Result<T, CloseReason> {
+        let expired = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            out = step => Ok(out),
+            _ = expired => Err(CloseReason::InitialDataTimeout),
+            _ = self.signals.close.cancelled() => Err(CloseReason::Shutdown),
+        }
+    }
+}
+
+/// Ends a client that never reached a backend with a FIN (after `alert`, if any): what it
+/// already sent is read and discarded until its own FIN (closing with unread bytes would make
+/// the kernel send RST), for at most FLUSH_ON_CLOSE_GRACE.
+async fn close_unrelayed<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S, alert: Option<&[u8]>) {
+    let closing = async {
+        if let Some(alert) = alert {
+            let _ = client.write_all(alert).await;
+        }
+        let _ = client.shutdown().await;
+        let mut sink = [0u8; 4096];
         while let Ok(n) = client.read(&mut sink).await {
             if n == 0 {
                 break;
             }
         }
     };
-    let _ = tokio::time::timeout(relay::FLUSH_ON_CLOSE_GRACE, discard).await;
+    let _ = tokio::time::timeout(relay::FLUSH_ON_CLOSE_GRACE, closing).await;
 }
 
-impl<'a> ConnEnd<'a> {
-    fn without_relay(route: Option<&'a str>, reason: CloseReason) -> ConnEnd<'a> {
-        ConnEnd {
-            relayed: false,
-            route,
-            backend: None,
-            reason,
-            error: None,
-            client_to_backend: 0,
-            backend_to_client: 0,
-        }
-    }
-}
-
-fn log_end(id: u64, peer: SocketAddr, local: SocketAddr, at: Instant, end: &ConnEnd<'_>) {
+fn log_end(id: u64, peer: SocketAddr, local: SocketAddr, at: Instant, end: &ConnEnd) {
     tracing::debug!(
         conn = id,
-        route = %end.route.unwrap_or("-"),
+        route = %end.route.as_ref().map_or("-", |r| r.name.as_str()),
         client = %peer,
         listener = %local,
+        sni = %end.sni.as_deref().unwrap_or("-"),
+        tls = %end.route.as_ref().map_or("-", |r| r.tls.name()),
         backend = %end.backend.map_or_else(|| "-".to_string(), |a| a.to_string()),
         bytes_in = end.client_to_backend,
         bytes_out = end.backend_to_client,
         duration_ms = at.elapsed().as_millis() as u64,
         reason = %end.reason,
         error = ?end.error,
+        detail = %end.detail.as_deref().unwrap_or("-"),
         "connection closed"
     );
 }
@@ -192,6 +412,6 @@ pub fn refuse_over_limit(mut conn: Accepted) {
         conn.peer,
         conn.local,
         conn.at,
-        &ConnEnd::without_relay(None, CloseReason::Limit),
+        &ConnEnd::new(CloseReason::Limit),
     );
 }

@@ -2,6 +2,8 @@
 //! clients, and the checks every lifecycle test needs (live count, close reasons, open files).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod tls;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! A route's `action`: its type, its targets, and its option objects (`tls`, `websocket`,
 //! `headers`, `redirect`, `respond`, `loadBalancing`), which are shape-checked and refused.
 
+use std::path::PathBuf;
+
 use serde_json::Value;
 
 use super::target::{target, targets};
@@ -8,9 +10,9 @@ use super::tree::{
     Ctx, check_keys, child, expect_bool, expect_choice, expect_duration, expect_object,
     expect_size, expect_str, expect_string_list, expect_string_map, expect_text, one_of,
 };
-use super::{WITH_HEALTH_CHECKS, WITH_HTTP, WITH_LOAD_BALANCING, WITH_SOCKET_HANDLERS, WITH_TLS};
-use crate::config::Action;
+use super::{WITH_ACME, WITH_HEALTH_CHECKS, WITH_HTTP, WITH_LOAD_BALANCING, WITH_SOCKET_HANDLERS};
 use crate::config::units::{describe, quoted};
+use crate::config::{Action, CertificateSource, RouteTls, TlsMode};
 
 pub(super) const ACTION_KEYS: &[&str] = &[
     "type",
@@ -106,9 +108,10 @@ pub(super) fn action(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Action>
         }
     };
 
-    if let Some(value) = object.get("tls") {
-        tls(ctx, &child(path, "tls"), value);
-    }
+    let tls = match object.get("tls") {
+        None => Some(None),
+        Some(value) => tls(ctx, &child(path, "tls"), value).map(Some),
+    };
     if let Some(value) = object.get("websocket") {
         websocket(ctx, &child(path, "websocket"), value);
     }
@@ -133,71 +136,170 @@ pub(super) fn action(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Action>
     }
 
     if forward {
-        targets.map(|targets| Action { targets, tls: None })
+        match (targets, tls) {
+            (Some(targets), Some(tls)) => Some(Action { targets, tls }),
+            _ => None,
+        }
     } else {
         None
     }
 }
 
-fn tls(ctx: &mut Ctx, path: &str, value: &Value) {
-    let Some(object) = expect_object(ctx, path, value, "an object with `mode`") else {
-        return;
-    };
+fn tls(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteTls> {
+    let object = expect_object(ctx, path, value, "an object with `mode`")?;
     check_keys(ctx, path, object, TLS_KEYS, &[]);
     let modes = ["passthrough", "terminate", "terminate-and-reencrypt"];
-    match object.get("mode") {
-        None => ctx.error(
-            &child(path, "mode"),
-            format!("required key missing: the TLS mode ({})", one_of(&modes)),
-        ),
+    let mode = match object.get("mode") {
+        None => {
+            ctx.error(
+                &child(path, "mode"),
+                format!("required key missing: the TLS mode ({})", one_of(&modes)),
+            );
+            None
+        }
         Some(value) => {
-            expect_choice(ctx, &child(path, "mode"), value, &modes, "a TLS mode");
+            match expect_choice(ctx, &child(path, "mode"), value, &modes, "a TLS mode") {
+                Some("passthrough") => Some(TlsMode::Passthrough),
+                Some("terminate") => Some(TlsMode::Terminate),
+                Some(_) => Some(TlsMode::TerminateAndReencrypt),
+                None => None,
+            }
+        }
+    };
+    let cert_path = child(path, "certificate");
+    let certificate = match object.get("certificate") {
+        None => Ok(None),
+        Some(value) => certificate(ctx, &cert_path, value)
+            // Loaded here too, so that `check` reports a missing or mismatched certificate.
+            .filter(|source| match mode {
+                Some(TlsMode::Passthrough) => true,
+                _ => match crate::tls::certs::load_source(source) {
+                    Ok(_) => true,
+                    Err(message) => {
+                        ctx.error(&cert_path, message);
+                        false
+                    }
+                },
+            })
+            .map(Some)
+            .ok_or(()),
+    };
+    let ca_file = match object.get("caFile") {
+        None => Ok(None),
+        Some(value) => expect_text(ctx, &child(path, "caFile"), value, "a file path")
+            .map(|p| Some(PathBuf::from(p)))
+            .ok_or(()),
+    };
+    let reject_unauthorized = match object.get("rejectUnauthorized") {
+        None => Some(true),
+        Some(value) => expect_bool(ctx, &child(path, "rejectUnauthorized"), value),
+    };
+
+    let mode = mode?;
+    match mode {
+        TlsMode::Passthrough => {
+            if object.contains_key("certificate") {
+                ctx.warn(
+                    &cert_path,
+                    "ignored: passthrough forwards TLS untouched, the backend holds the certificate",
+                );
+            }
+        }
+        TlsMode::Terminate | TlsMode::TerminateAndReencrypt => {
+            if !object.contains_key("certificate") {
+                ctx.error(
+                    &cert_path,
+                    "required key missing: terminating TLS needs {certFile, keyFile} or \
+                     {cert, key} (inline PEM)",
+                );
+            }
         }
     }
-    if let Some(value) = object.get("certificate") {
-        certificate(ctx, &child(path, "certificate"), value);
+    if mode != TlsMode::TerminateAndReencrypt {
+        for key in ["caFile", "rejectUnauthorized"] {
+            if object.contains_key(key) {
+                ctx.warn(
+                    &child(path, key),
+                    "ignored: only terminate-and-reencrypt verifies a backend certificate",
+                );
+            }
+        }
     }
-    if let Some(value) = object.get("caFile") {
-        expect_text(ctx, &child(path, "caFile"), value, "a file path");
-    }
-    if let Some(value) = object.get("rejectUnauthorized") {
-        expect_bool(ctx, &child(path, "rejectUnauthorized"), value);
-    }
-    ctx.unsupported(path, WITH_TLS);
+    Some(RouteTls {
+        mode,
+        certificate: certificate.ok()?,
+        ca_file: ca_file.ok()?,
+        reject_unauthorized: reject_unauthorized?,
+    })
 }
 
-fn certificate(ctx: &mut Ctx, path: &str, value: &Value) {
+/// `{certFile, keyFile}` or inline `{cert, key}` (with an optional `ca` chain); `auto` is
+/// ACME's.
+fn certificate(ctx: &mut Ctx, path: &str, value: &Value) -> Option<CertificateSource> {
     let expected = "\"auto\", {certFile, keyFile} or {cert, key} (inline PEM)";
-    match value {
-        Value::String(s) if s == "auto" => {}
-        Value::Object(object) => {
-            check_keys(ctx, path, object, CERTIFICATE_KEYS, &[]);
-            for key in CERTIFICATE_KEYS {
-                if let Some(v) = object.get(*key) {
-                    expect_text(ctx, &child(path, key), v, "a non-empty string");
-                }
-            }
-            let has = |k: &str| object.contains_key(k);
-            let files = has("certFile") || has("keyFile");
-            let inline = has("cert") || has("key");
-            if files && inline {
-                ctx.error(
-                    path,
-                    "mixes files (certFile/keyFile) with inline PEM (cert/key); give one pair",
-                );
-            } else if files && !(has("certFile") && has("keyFile")) {
-                ctx.error(path, "needs both `certFile` and `keyFile`");
-            } else if inline && !(has("cert") && has("key")) {
-                ctx.error(path, "needs both `cert` and `key`");
-            } else if !files && !inline {
-                ctx.error(path, format!("expected {expected}"));
-            }
+    let object = match value {
+        Value::String(s) if s == "auto" => {
+            ctx.unsupported(path, WITH_ACME);
+            return None;
         }
-        other => ctx.error(
+        Value::Object(object) => object,
+        other => {
+            ctx.error(
+                path,
+                format!("expected {expected}, found {}", describe(other)),
+            );
+            return None;
+        }
+    };
+    check_keys(ctx, path, object, CERTIFICATE_KEYS, &[]);
+    let mut text = |key: &str| {
+        object
+            .get(key)
+            .and_then(|v| expect_text(ctx, &child(path, key), v, "a non-empty string"))
+            .map(str::to_string)
+    };
+    let (cert_file, key_file) = (text("certFile"), text("keyFile"));
+    let (cert, key, ca) = (text("cert"), text("key"), text("ca"));
+    let has = |k: &str| object.contains_key(k);
+    let files = has("certFile") || has("keyFile");
+    let inline = has("cert") || has("key");
+    if files && inline {
+        ctx.error(
             path,
-            format!("expected {expected}, found {}", describe(other)),
-        ),
+            "mixes files (certFile/keyFile) with inline PEM (cert/key); give one pair",
+        );
+        return None;
     }
+    if files {
+        if has("ca") {
+            ctx.error(
+                &child(path, "ca"),
+                "inline `ca` goes with inline `cert`; with files, put the chain in certFile \
+                 after the certificate",
+            );
+        }
+        if !(has("certFile") && has("keyFile")) {
+            ctx.error(path, "needs both `certFile` and `keyFile`");
+        }
+        return Some(CertificateSource::Files {
+            cert_file: PathBuf::from(cert_file?),
+            key_file: PathBuf::from(key_file?),
+        });
+    }
+    if inline {
+        if !(has("cert") && has("key")) {
+            ctx.error(path, "needs both `cert` and `key`");
+        }
+        let (cert, key) = (cert?, key?);
+        let chain = match ca {
+            Some(ca) => format!("{}\n{ca}", cert.trim_end()),
+            None if has("ca") => return None,
+            None => cert,
+        };
+        return Some(CertificateSource::Inline { cert: chain, key });
+    }
+    ctx.error(path, format!("expected {expected}"));
+    None
 }
 
 fn websocket(ctx: &mut Ctx, path: &str, value: &Value) {

@@ -260,9 +260,8 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 // What each refused feature arrives with, for the "not supported yet" messages.
 const WITH_ADMISSION: &str = "admission control";
-const WITH_ROUTING: &str = "SNI/Host/HTTP routing";
+const WITH_ROUTING: &str = "HTTP routing";
 const WITH_HTTP: &str = "the HTTP engine";
-const WITH_TLS: &str = "TLS passthrough/termination";
 const WITH_ACME: &str = "automatic certificates (ACME)";
 const WITH_ADMIN: &str = "the admin API";
 const WITH_METRICS: &str = "the admin API and metrics";

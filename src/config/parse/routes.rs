@@ -1,5 +1,5 @@
-//! One route: its name, priority and flags, and its `match` (ports, client addresses, and the
-//! routing conditions that are refused for now).
+//! One route: its name, priority and flags, and its `match` (ports, client addresses, SNI
+//! domains, TLS versions; the HTTP conditions are refused for now).
 
 use std::collections::HashMap;
 
@@ -14,7 +14,7 @@ use super::tree::{
     expect_string_list, expect_string_map, expect_text, item, string_or_list,
 };
 use crate::config::units::{describe, quoted};
-use crate::config::{Route, RouteMatch};
+use crate::config::{Route, RouteMatch, TlsVersion};
 
 pub(super) const ROUTE_KEYS: &[&str] = &[
     "name",
@@ -195,16 +195,16 @@ fn route_match(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteMatch> {
         Some(value) => client_ips(ctx, &child(path, "clientIp"), value),
     };
 
-    if let Some(value) = object.get("domains") {
-        let key_path = child(path, "domains");
-        routing_condition(
+    let domains = match object.get("domains") {
+        None => Some(Vec::new()),
+        Some(value) => routing_condition(
             ctx,
-            &key_path,
+            &child(path, "domains"),
             value,
             "a domain name or pattern",
             check_domain,
-        );
-    }
+        ),
+    };
     if let Some(value) = object.get("path") {
         let key_path = child(path, "path");
         if let Some(text) = expect_str(ctx, &key_path, value, "a path pattern") {
@@ -227,16 +227,22 @@ fn route_match(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteMatch> {
             ctx.unsupported(&key_path, WITH_ROUTING);
         }
     }
-    if let Some(value) = object.get("tlsVersion") {
-        let key_path = child(path, "tlsVersion");
-        routing_condition(ctx, &key_path, value, "a TLS version", check_tls_version);
-    }
+    let tls_versions = match object.get("tlsVersion") {
+        None => Some(Vec::new()),
+        Some(value) => routing_condition(
+            ctx,
+            &child(path, "tlsVersion"),
+            value,
+            "a TLS version",
+            check_tls_version,
+        ),
+    };
 
     Some(RouteMatch {
         ports: ports?,
         client_ip: client_ip?,
-        domains: Vec::new(),
-        tls_versions: Vec::new(),
+        domains: domains?,
+        tls_versions: tls_versions?,
     })
 }
 
@@ -340,31 +346,27 @@ pub(super) fn port_number(ctx: &mut Ctx, path: &str, value: &Value) -> Option<u1
     }
 }
 
-/// A routing condition given as a string or a list (`domains`, `tlsVersion`): each entry is
-/// checked, then the whole is refused unless empty, since routing on it does not exist yet.
-fn routing_condition(
+/// A routing condition given as a string or a list (`domains`, `tlsVersion`), each entry
+/// checked and converted.
+fn routing_condition<T>(
     ctx: &mut Ctx,
     path: &str,
     value: &Value,
     what: &str,
-    check: fn(&str) -> Result<(), String>,
-) {
-    let Some(entries) = string_or_list(ctx, path, value, what) else {
-        return;
-    };
-    if check_entries(ctx, &entries, check).is_some() && !entries.is_empty() {
-        ctx.unsupported(path, WITH_ROUTING);
-    }
+    check: fn(&str) -> Result<T, String>,
+) -> Option<Vec<T>> {
+    let entries = string_or_list(ctx, path, value, what)?;
+    check_entries(ctx, &entries, check)
 }
 
-fn check_domain(text: &str) -> Result<(), String> {
+fn check_domain(text: &str) -> Result<String, String> {
     let valid = !text.is_empty()
         && !text.contains("..")
         && text
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '*'));
     if valid {
-        Ok(())
+        Ok(text.to_string())
     } else {
         Err(format!(
             "{} is not a domain name or pattern (e.g. example.com, *.example.com)",
@@ -373,13 +375,13 @@ fn check_domain(text: &str) -> Result<(), String> {
     }
 }
 
-fn check_tls_version(text: &str) -> Result<(), String> {
-    if matches!(text, "TLSv1.2" | "TLSv1.3") {
-        Ok(())
-    } else {
-        Err(format!(
+fn check_tls_version(text: &str) -> Result<TlsVersion, String> {
+    match text {
+        "TLSv1.2" => Ok(TlsVersion::Tls12),
+        "TLSv1.3" => Ok(TlsVersion::Tls13),
+        _ => Err(format!(
             "{} is not a TLS version that can be matched; expected TLSv1.2 or TLSv1.3",
             quoted(text)
-        ))
+        )),
     }
 }

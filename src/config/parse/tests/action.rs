@@ -71,54 +71,8 @@ fn action_types() {
 #[test]
 fn action_options_not_supported_yet() {
     let a = "routes[0].action";
-    let tls_refused = format!(
-        "{a}.tls: not supported yet by this version (arrives with TLS passthrough/termination)"
-    );
     let http_refused = "not supported yet by this version (arrives with the HTTP engine)";
     for (key, value, expected) in [
-        (
-            "tls",
-            json!({ "mode": "passthrough" }),
-            vec![tls_refused.clone()],
-        ),
-        (
-            "tls",
-            json!({ "mode": "terminate", "certificate": "auto" }),
-            vec![tls_refused.clone()],
-        ),
-        (
-            "tls",
-            json!({
-                "mode": "terminate-and-reencrypt",
-                "certificate": { "cert": "PEM", "key": "PEM" },
-                "caFile": "/etc/ca.pem",
-                "rejectUnauthorized": false
-            }),
-            vec![tls_refused.clone()],
-        ),
-        (
-            "tls",
-            json!({ "mode": "terminate", "certificate": { "certFile": "c.pem" } }),
-            vec![
-                format!("{a}.tls.certificate: needs both `certFile` and `keyFile`"),
-                tls_refused.clone(),
-            ],
-        ),
-        (
-            "tls",
-            json!({ "mode": "reencrypt", "rejectUnauthorized": "no" }),
-            vec![
-                format!(
-                    "{a}.tls.mode: \"reencrypt\" is not a TLS mode; expected passthrough, \
-                     terminate or terminate-and-reencrypt"
-                ),
-                format!(
-                    "{a}.tls.rejectUnauthorized: expected true or false, found the string \
-                     \"no\""
-                ),
-                tls_refused.clone(),
-            ],
-        ),
         (
             "websocket",
             json!({ "enabled": true, "pingInterval": "30s" }),

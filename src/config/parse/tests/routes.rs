@@ -1,7 +1,7 @@
 //! Routes and their `match` (`parse/routes.rs`, `parse/ip.rs`).
 
 use super::*;
-use crate::config::{Action, IpPattern, Route, RouteMatch, Target, TargetPort};
+use crate::config::{Action, IpPattern, Route, RouteMatch, Target, TargetPort, TlsVersion};
 
 // --- routes --------------------------------------------------------------------------
 
@@ -280,20 +280,10 @@ fn client_ip_patterns() {
 // --- refused ("not supported yet") features ------------------------------------------
 
 #[test]
-fn match_features_not_supported_yet() {
+fn match_conditions_checked() {
     let m = "routes[0].match";
-    let routing = "not supported yet by this version (arrives with SNI/Host/HTTP routing)";
+    let routing = "not supported yet by this version (arrives with HTTP routing)";
     for (key, value, expected) in [
-        (
-            "domains",
-            json!("example.com"),
-            format!("{m}.domains: {routing}"),
-        ),
-        (
-            "domains",
-            json!(["a.example.com", "*.example.org"]),
-            format!("{m}.domains: {routing}"),
-        ),
         (
             "domains",
             json!(["ok.example", ""]),
@@ -328,11 +318,6 @@ fn match_features_not_supported_yet() {
         ),
         (
             "tlsVersion",
-            json!("TLSv1.3"),
-            format!("{m}.tlsVersion: {routing}"),
-        ),
-        (
-            "tlsVersion",
             json!(["TLSv1.2", "TLSv1.1"]),
             format!(
                 "{m}.tlsVersion[1]: \"TLSv1.1\" is not a TLS version that can be matched; \
@@ -349,4 +334,22 @@ fn match_features_not_supported_yet() {
     accept(route_with("/match/domains", json!([])));
     accept(route_with("/match/headers", json!({})));
     accept(route_with("/match/tlsVersion", json!([])));
+}
+
+#[test]
+fn sni_conditions_are_kept() {
+    let mut route = forward_route();
+    set(
+        &mut route,
+        "/match/domains",
+        json!(["a.example.com", "*.Example.org"]),
+    );
+    set(&mut route, "/match/tlsVersion", json!("TLSv1.3"));
+    let (config, _) = accept(with_route(route));
+    let matcher = &config.routes[0].matcher;
+    assert_eq!(matcher.domains, ["a.example.com", "*.Example.org"]);
+    assert_eq!(matcher.tls_versions, [TlsVersion::Tls13]);
+    let (config, _) = accept(route_with("/match/domains", json!("one.example")));
+    assert_eq!(config.routes[0].matcher.domains, ["one.example"]);
+    assert!(config.routes[0].matcher.tls_versions.is_empty());
 }

@@ -1,0 +1,251 @@
+//! TLS parts of the harness: a test CA and leaf certificates made at run time, rustls clients
+//! and servers on loopback, and raw ClientHello bytes in unusual shapes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector, client};
+
+use super::PATIENCE;
+
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A leaf certificate and its key, PEM and DER.
+#[derive(Clone)]
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: CertificateDer<'static>,
+    key_der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().expect("CA key");
+        TestCa {
+            issuer: CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
+        }
+    }
+
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A certificate for `names` (ECDSA P-256), signed by this CA.
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let params = CertificateParams::new(names).expect("leaf params");
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        }
+    }
+
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).expect("add CA");
+        roots
+    }
+}
+
+impl Leaf {
+    /// Writes `NAME.crt` and `NAME.key` into `dir`.
+    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&cert, &self.cert_pem).expect("write cert");
+        std::fs::write(&key, &self.key_pem).expect("write key");
+        (cert, key)
+    }
+
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![self.der.clone()], key)
+            .expect("server config");
+        Arc::new(config)
+    }
+}
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+pub fn client_config(ca: &TestCa) -> Arc<ClientConfig> {
+    client_config_for(ca, rustls::DEFAULT_VERSIONS)
+}
+
+pub fn client_config_for(
+    ca: &TestCa,
+    versions: &[&'static SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(ca.roots())
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// `name` as SNI; an IP address sends none.
+pub fn server_name(name: &str) -> ServerName<'static> {
+    ServerName::try_from(name.to_string()).expect("server name")
+}
+
+/// A TLS connection through the proxy's `port`, asking for `sni`.
+pub async fn tls_connect(
+    port: u16,
+    sni: &str,
+    config: Arc<ClientConfig>,
+) -> io::Result<client::TlsStream<TcpStream>> {
+    let tcp = super::connect(port).await;
+    let connecting = TlsConnector::from(config).connect(server_name(sni), tcp);
+    tokio::time::timeout(PATIENCE, connecting)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "handshake")))
+}
+
+/// The leaf certificate the server presented.
+pub fn presented_leaf(stream: &client::TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .expect("server sent a certificate")
+        .clone()
+        .into_owned()
+}
+
+/// Writes `message`, reads the same number of bytes back.
+pub async fn echo_roundtrip<S>(stream: &mut S, message: &[u8]) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(message).await.expect("write");
+    stream.flush().await.expect("flush");
+    let mut back = vec![0; message.len()];
+    tokio::time::timeout(PATIENCE, stream.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("read echo");
+    back
+}
+
+/// A TLS server with `leaf` that echoes the plaintext until the client's close_notify/FIN,
+/// then closes. Records the SNI of every handshake.
+pub async fn tls_echo_backend(leaf: &Leaf) -> (u16, Arc<Mutex<Vec<Option<String>>>>) {
+    let acceptor = TlsAcceptor::from(leaf.server_config());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let sni = tls.get_ref().1.server_name().map(str::to_string);
+                record.lock().expect("lock").push(sni);
+                let mut buf = vec![0; 16 * 1024];
+                loop {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tls.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A plain TCP backend that records every byte it receives on its first connection, answers
+/// `reply` once it has `expect` bytes, and closes after the client's FIN.
+pub async fn recording_backend(expect: usize, reply: &'static [u8]) -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&received);
+    let port = super::backend(move |mut stream| {
+        let record = Arc::clone(&record);
+        async move {
+            let mut buf = vec![0; 4096];
+            let mut replied = false;
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let total = {
+                            let mut all = record.lock().expect("lock");
+                            all.extend_from_slice(&buf[..n]);
+                            all.len()
+                        };
+                        if !replied && total >= expect {
+                            replied = true;
+                            let _ = stream.write_all(reply).await;
+                        }
+                    }
+                }
+            }
+            let _ = stream.shutdown().await;
+        }
+    })
+    .await;
+    (port, received)
+}
+
+/// The TLS records a rustls client sends first (its ClientHello), for `sni` (`None`: no SNI).
+pub fn client_hello(sni: Option<&str>, config: Arc<ClientConfig>) -> Vec<u8> {
+    let mut config = (*config).clone();
+    let name = match sni {
+        Some(name) => server_name(name),
+        None => {
+            config.enable_sni = false;
+            server_name("no-sni.test")
+        }
+    };
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).expect("write hello");
+    }
+    out
+}
+
+/// Re-frames one TLS record's payload into records of at most `max_payload` bytes each, so
+/// a ClientHello spans several records.
+pub fn split_records(record: &[u8], max_payload: usize) -> Vec<u8> {
+    let (header, payload) = record.split_at(5);
+    let mut out = Vec::new();
+    for chunk in payload.chunks(max_payload) {
+        out.extend_from_slice(&header[..3]);
+        out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}

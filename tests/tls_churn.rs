@@ -1,0 +1,125 @@
+//! TLS connections ending every way, garbage and half ClientHellos included; afterwards the
+//! live count is 0 and the open file count is back at its start value. Its own test binary,
+//! so no other test's sockets move the file count.
+
+mod common;
+
+use std::time::Duration;
+
+use common::tls::*;
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CONNECTIONS: usize = 240;
+const CONCURRENCY: usize = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_churn_leaves_nothing_behind() {
+    let ca = TestCa::new("churn CA");
+    let (tls_backend, _) = tls_echo_backend(&ca.leaf(&["pass.test"])).await;
+    let plain_backend = echo_backend().await;
+    let term = ca.leaf(&["term.test"]);
+    let port = free_port();
+    let proxy = start_proxy(json!({
+        "bindAddress": "127.0.0.1",
+        "initialDataTimeout": "500ms",
+        "routes": [
+            {"name": "pass", "match": {"ports": port, "domains": "pass.test"},
+             "action": {"type": "forward", "target": {"host": "127.0.0.1", "port": tls_backend},
+                        "tls": {"mode": "passthrough"}}},
+            {"name": "term", "match": {"ports": port, "domains": "term.test"},
+             "action": {"type": "forward", "target": {"host": "127.0.0.1", "port": plain_backend},
+                        "tls": {"mode": "terminate",
+                                "certificate": {"cert": term.cert_pem, "key": term.key_pem}}}}
+        ]
+    }))
+    .await;
+    let client = client_config(&ca);
+    let hello = client_hello(Some("term.test"), client.clone());
+    let fds_at_start = open_fds();
+
+    for batch in 0..CONNECTIONS / CONCURRENCY {
+        let mut tasks = Vec::new();
+        for i in 0..CONCURRENCY {
+            let kind = (batch * CONCURRENCY + i) % 8;
+            let (client, hello) = (client.clone(), hello.clone());
+            tasks.push(tokio::spawn(one_connection(kind, port, client, hello)));
+        }
+        for task in tasks {
+            task.await.expect("connection task");
+        }
+    }
+
+    wait_no_live(&proxy).await;
+    eventually("open files back to their start value", || {
+        open_fds() <= fds_at_start
+    })
+    .await;
+    assert_eq!(proxy.total_connections(), CONNECTIONS as u64);
+}
+
+async fn one_connection(
+    kind: usize,
+    port: u16,
+    client: std::sync::Arc<rustls::ClientConfig>,
+    hello: Vec<u8>,
+) {
+    match kind {
+        // Passthrough, clean close.
+        0 => {
+            let mut s = tls_connect(port, "pass.test", client).await.expect("pass");
+            assert_eq!(echo_roundtrip(&mut s, b"pass").await, b"pass");
+            let _ = s.shutdown().await;
+            let _ = s.read_to_end(&mut Vec::new()).await;
+        }
+        // Terminated, clean close.
+        1 => {
+            let mut s = tls_connect(port, "term.test", client).await.expect("term");
+            assert_eq!(echo_roundtrip(&mut s, b"term").await, b"term");
+            let _ = s.shutdown().await;
+            let _ = s.read_to_end(&mut Vec::new()).await;
+        }
+        // Terminated, then the client resets.
+        2 => {
+            let mut s = tls_connect(port, "term.test", client).await.expect("term");
+            assert_eq!(echo_roundtrip(&mut s, b"x").await, b"x");
+            let (tcp, _) = s.into_inner();
+            reset(tcp);
+        }
+        // Garbage.
+        3 => {
+            let mut s = connect(port).await;
+            let _ = s.write_all(b"\x00\x01garbage that is not TLS").await;
+            let _ = read_to_end(&mut s).await;
+        }
+        // Half a ClientHello, then silence until initialDataTimeout.
+        4 => {
+            let mut s = connect(port).await;
+            let _ = s.write_all(&hello[..hello.len() / 2]).await;
+            let _ = read_to_end(&mut s).await;
+        }
+        // Half a ClientHello, then a reset.
+        5 => {
+            let mut s = connect(port).await;
+            let _ = s.write_all(&hello[..hello.len() / 3]).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            reset(s);
+        }
+        // A name no route serves.
+        6 => {
+            let mut s = connect(port).await;
+            let unknown = client_hello(Some("nobody.test"), client);
+            let _ = s.write_all(&unknown).await;
+            let _ = read_to_end(&mut s).await;
+        }
+        // The whole ClientHello, then a reset in the middle of the handshake.
+        _ => {
+            let mut s = connect(port).await;
+            let _ = s.write_all(&hello).await;
+            let mut first = [0; 1];
+            let _ = s.read_exact(&mut first).await;
+            reset(s);
+        }
+    }
+}
