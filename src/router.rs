@@ -23,22 +23,14 @@ pub enum TlsHandling {
     },
 }
 
-impl TlsHandling {
-    pub fn name(&self) -> &'static str {
-        match self {
-            TlsHandling::Forward => "forward",
-            TlsHandling::Terminate(_) => "terminate",
-            TlsHandling::Reencrypt { .. } => "terminate-and-reencrypt",
-        }
-    }
-}
-
 /// A route as the data path uses it.
 pub struct RouteEntry {
     pub name: String,
     client_ip: Vec<IpPattern>,
     domains: Vec<String>,
     tls_versions: Vec<TlsVersion>,
+    /// As configured, for logs: `None` when the route has no `tls`.
+    tls_mode: Option<TlsMode>,
     pub tls: TlsHandling,
     pub endpoints: Endpoints,
 }
@@ -54,6 +46,16 @@ pub enum FirstBytes<'a> {
 }
 
 impl RouteEntry {
+    /// The route's TLS mode as the config names it; `-` without `tls`.
+    pub fn tls_mode_name(&self) -> &'static str {
+        match self.tls_mode {
+            None => "-",
+            Some(TlsMode::Passthrough) => "passthrough",
+            Some(TlsMode::Terminate) => "terminate",
+            Some(TlsMode::TerminateAndReencrypt) => "terminate-and-reencrypt",
+        }
+    }
+
     /// Reading the first bytes is needed to decide about this route.
     fn reads_first(&self) -> bool {
         !self.domains.is_empty()
@@ -123,6 +125,7 @@ impl Router {
                 client_ip: route.matcher.client_ip.clone(),
                 domains: route.matcher.domains.clone(),
                 tls_versions: route.matcher.tls_versions.clone(),
+                tls_mode: route.action.tls.as_ref().map(|t| t.mode),
                 tls,
                 endpoints: Endpoints::new(&route.action.targets),
             });

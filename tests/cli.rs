@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -1047,4 +1047,72 @@ fn no_arguments_runs_the_default_config_until_sigterm() {
 #[test]
 fn run_without_a_file_runs_the_default_config_until_sigterm() {
     assert_default_config_runs(&["run"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+// ---------------------------------------------------------------------------------------------
+
+fn self_signed(name: &str) -> (String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("cert");
+    (certified.cert.pem(), certified.signing_key.serialize_pem())
+}
+
+fn terminate_config(port: u16, backend: SocketAddr, cert: &Path, key: &Path) -> String {
+    serde_json::json!({
+        "bindAddress": "127.0.0.1",
+        "routes": [{"name": "site", "match": {"ports": port},
+                    "action": {"type": "forward",
+                               "target": {"host": "127.0.0.1", "port": backend.port()},
+                               "tls": {"mode": "terminate",
+                                       "certificate": {"certFile": cert, "keyFile": key}}}}]
+    })
+    .to_string()
+}
+
+#[test]
+fn check_reports_an_unreadable_certificate_with_its_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.crt");
+    let key = write_file(&dir, "site.key", "not a key");
+    let config = terminate_config(free_port(), echo_backend(), &missing, &key);
+    let path = write_file(&dir, "proxy.json", &config);
+    let mut proxy = run_to_exit(&["check", "-c", path_arg(&path)]);
+    proxy.expect_exit(WAIT, 1);
+    let stderr = proxy.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "routes[0].action.tls.certificate: {}: No such file or directory",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sighup_rereads_certificate_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed("site.test");
+    let cert_path = write_file(&dir, "site.crt", &cert);
+    let key_path = write_file(&dir, "site.key", &key);
+    let port = free_port();
+    let config = terminate_config(port, echo_backend(), &cert_path, &key_path);
+    let path = write_file(&dir, "proxy.json", &config);
+    let mut proxy = Smartproxy::spawn(&["run", "-c", path_arg(&path)]);
+    proxy.wait_stderr("announcing the listener", |line| line.contains("listening"));
+
+    proxy.signal(libc::SIGHUP);
+    proxy.wait_stderr("SIGHUP re-read the files", |line| {
+        line.contains("certificate files re-read") && line.contains("replaced=1")
+    });
+    // A broken file is refused and the old certificate stays.
+    std::fs::write(&cert_path, "garbage").expect("break the certificate");
+    proxy.signal(libc::SIGHUP);
+    proxy.wait_stderr("the bad file named in a warning", |line| {
+        line.contains("WARN") && line.contains("site.crt")
+    });
+    proxy.wait_stderr("nothing replaced", |line| line.contains("replaced=0"));
+    assert!(proxy.is_running(), "{}", proxy.stderr());
+    proxy.signal(libc::SIGTERM);
+    proxy.expect_exit(Duration::from_secs(5), 0);
 }

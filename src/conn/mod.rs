@@ -392,7 +392,7 @@ fn log_end(id: u64, peer: SocketAddr, local: SocketAddr, at: Instant, end: &Conn
         client = %peer,
         listener = %local,
         sni = %end.sni.as_deref().unwrap_or("-"),
-        tls = %end.route.as_ref().map_or("-", |r| r.tls.name()),
+        tls = %end.route.as_ref().map_or("-", |r| r.tls_mode_name()),
         backend = %end.backend.map_or_else(|| "-".to_string(), |a| a.to_string()),
         bytes_in = end.client_to_backend,
         bytes_out = end.backend_to_client,

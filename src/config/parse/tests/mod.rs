@@ -9,6 +9,7 @@ mod loading;
 mod routes;
 mod security;
 mod target;
+mod tls;
 mod tree;
 
 use serde_json::{Value, json};
