@@ -42,22 +42,8 @@ async fn churn_leaves_nothing_behind() {
         route("resetter", ports[2], resetter), route("refused", ports[3], refused)
     ]});
     let proxy = start_proxy(config).await;
-    let fds_at_start = open_fds();
-
-    for batch in 0..CONNECTIONS / CONCURRENCY {
-        let mut tasks = Vec::new();
-        for i in 0..CONCURRENCY {
-            let kind = (batch * CONCURRENCY + i) % 6;
-            tasks.push(tokio::spawn(one_connection(kind, ports)));
-        }
-        for task in tasks {
-            task.await.expect("connection task");
-        }
-    }
-
-    wait_no_live(&proxy).await;
-    eventually("open files back to their start value", || {
-        open_fds() <= fds_at_start
+    churn_leaves_nothing(&proxy, CONNECTIONS, CONCURRENCY, |i| {
+        one_connection(i % 6, ports)
     })
     .await;
     let total = proxy.total_connections();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::tls::*;
 use common::*;
 use serde_json::json;
+use smartproxy::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONNECTIONS: usize = 240;
@@ -37,26 +38,29 @@ async fn tls_churn_leaves_nothing_behind() {
     .await;
     let client = client_config(&ca);
     let hello = client_hello(Some("term.test"), client.clone());
-    let fds_at_start = open_fds();
-
-    for batch in 0..CONNECTIONS / CONCURRENCY {
-        let mut tasks = Vec::new();
-        for i in 0..CONCURRENCY {
-            let kind = (batch * CONCURRENCY + i) % 8;
-            let (client, hello) = (client.clone(), hello.clone());
-            tasks.push(tokio::spawn(one_connection(kind, port, client, hello)));
-        }
-        for task in tasks {
-            task.await.expect("connection task");
-        }
-    }
-
-    wait_no_live(&proxy).await;
-    eventually("open files back to their start value", || {
-        open_fds() <= fds_at_start
+    churn_leaves_nothing(&proxy, CONNECTIONS, CONCURRENCY, |i| {
+        one_connection(i % 8, port, client.clone(), hello.clone())
     })
     .await;
-    assert_eq!(proxy.total_connections(), CONNECTIONS as u64);
+    let total = proxy.total_connections();
+    assert_eq!(total, CONNECTIONS as u64);
+    let counted: u64 = CloseReason::ALL.iter().map(|&r| proxy.closed_with(r)).sum();
+    assert_eq!(
+        counted, total,
+        "every connection has exactly one close reason"
+    );
+    for reason in [
+        CloseReason::ClientFin,
+        CloseReason::ClientReset,
+        CloseReason::NotTls,
+        CloseReason::InitialDataTimeout,
+        CloseReason::NoRoute,
+    ] {
+        assert!(
+            proxy.closed_with(reason) > 0,
+            "no connection ended with {reason}"
+        );
+    }
 }
 
 async fn one_connection(

@@ -11,31 +11,15 @@ use serde_json::{Value, json};
 use smartproxy::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn forward(name: &str, port: u16, domains: Value, target: u16, tls: Value) -> Value {
-    let mut route = json!({
-        "name": name,
-        "match": {"ports": port},
-        "action": {"type": "forward", "target": {"host": "127.0.0.1", "port": target}}
-    });
-    if !domains.is_null() {
-        route["match"]["domains"] = domains;
-    }
-    if !tls.is_null() {
-        route["action"]["tls"] = tls;
-    }
-    route
+const UNRECOGNIZED_NAME: u8 = 112;
+
+/// A passthrough route for `domains` to 127.0.0.1:`target`.
+fn pass_route(name: &str, port: u16, domains: Value, target: u16) -> Value {
+    tls_route(name, port, domains, target, passthrough())
 }
 
 fn passthrough() -> Value {
     json!({"mode": "passthrough"})
-}
-
-fn config(routes: Vec<Value>, globals: Value) -> Value {
-    let mut config = json!({"bindAddress": "127.0.0.1", "routes": routes});
-    if let (Some(base), Value::Object(extra)) = (config.as_object_mut(), globals) {
-        base.extend(extra);
-    }
-    config
 }
 
 #[tokio::test]
@@ -44,10 +28,10 @@ async fn passthrough_routes_by_sni_end_to_end() {
     let (a_port, a_seen) = tls_echo_backend(&ca.leaf(&["a.test"])).await;
     let (b_port, b_seen) = tls_echo_backend(&ca.leaf(&["b.example.org"])).await;
     let port = free_port();
-    let proxy = start_proxy(config(
+    let proxy = start_proxy(routes_config(
         vec![
-            forward("a", port, json!("a.test"), a_port, passthrough()),
-            forward("b", port, json!(["*.example.org"]), b_port, passthrough()),
+            pass_route("a", port, json!("a.test"), a_port),
+            pass_route("b", port, json!(["*.example.org"]), b_port),
         ],
         json!({}),
     ))
@@ -81,13 +65,12 @@ async fn passthrough_routes_by_sni_end_to_end() {
 async fn glob_domains_match_case_insensitively() {
     let (backend_port, received) = recording_backend(1, b"").await;
     let port = free_port();
-    let proxy = start_proxy(config(
-        vec![forward(
+    let proxy = start_proxy(routes_config(
+        vec![pass_route(
             "org",
             port,
             json!("*.example.org"),
             backend_port,
-            passthrough(),
         )],
         json!({}),
     ))
@@ -118,14 +101,8 @@ async fn every_byte_reaches_the_backend_untouched() {
     let reply = b"\x16\x03\x03\x00\x01\x00 reply from the backend";
     let (backend_port, received) = recording_backend(sent.len(), reply).await;
     let port = free_port();
-    let proxy = start_proxy(config(
-        vec![forward(
-            "raw",
-            port,
-            json!("raw.test"),
-            backend_port,
-            passthrough(),
-        )],
+    let proxy = start_proxy(routes_config(
+        vec![pass_route("raw", port, json!("raw.test"), backend_port)],
         json!({}),
     ))
     .await;
@@ -150,22 +127,10 @@ async fn client_hello_one_byte_per_segment() {
     let ca = TestCa::new("dribble CA");
     let (backend_port, seen) = tls_echo_backend(&ca.leaf(&["slow.test"])).await;
     let port = free_port();
-    let proxy = start_proxy(config(
+    let proxy = start_proxy(routes_config(
         vec![
-            forward(
-                "other",
-                port,
-                json!("other.test"),
-                free_port(),
-                passthrough(),
-            ),
-            forward(
-                "slow",
-                port,
-                json!("slow.test"),
-                backend_port,
-                passthrough(),
-            ),
+            pass_route("other", port, json!("other.test"), free_port()),
+            pass_route("slow", port, json!("slow.test"), backend_port),
         ],
         json!({}),
     ))
@@ -234,22 +199,10 @@ async fn client_hello_split_across_records() {
     );
     let (backend_port, received) = recording_backend(split.len(), b"").await;
     let port = free_port();
-    let proxy = start_proxy(config(
+    let proxy = start_proxy(routes_config(
         vec![
-            forward(
-                "other",
-                port,
-                json!("other.test"),
-                free_port(),
-                passthrough(),
-            ),
-            forward(
-                "split",
-                port,
-                json!("split.test"),
-                backend_port,
-                passthrough(),
-            ),
+            pass_route("other", port, json!("other.test"), free_port()),
+            pass_route("split", port, json!("split.test"), backend_port),
         ],
         json!({}),
     ))
@@ -284,10 +237,10 @@ async fn no_sni_matches_only_routes_without_domains() {
     let (catch_all, catch_all_received) = recording_backend(1, b"").await;
     let (named, named_received) = recording_backend(1, b"").await;
     let port = free_port();
-    let proxy = start_proxy(config(
+    let proxy = start_proxy(routes_config(
         vec![
-            forward("named", port, json!("named.test"), named, passthrough()),
-            forward("plain", port, Value::Null, catch_all, Value::Null),
+            pass_route("named", port, json!("named.test"), named),
+            tls_route("plain", port, Value::Null, catch_all, Value::Null),
         ],
         json!({}),
     ))
@@ -303,26 +256,14 @@ async fn no_sni_matches_only_routes_without_domains() {
 
     // A port whose routes all need a name: no SNI is no route, told with an alert.
     let port = free_port();
-    let only_named = start_proxy(config(
-        vec![forward(
-            "named",
-            port,
-            json!("named.test"),
-            named,
-            passthrough(),
-        )],
+    let only_named = start_proxy(routes_config(
+        vec![pass_route("named", port, json!("named.test"), named)],
         json!({}),
     ))
     .await;
     let mut client = connect(port).await;
     client.write_all(&no_sni).await.expect("hello");
-    let (answer, ending) = read_to_end(&mut client).await;
-    assert_eq!(
-        answer,
-        [21, 3, 3, 0, 2, 2, 112],
-        "fatal unrecognized_name alert"
-    );
-    assert_eq!(ending, Ending::Fin);
+    expect_alert(&mut client, UNRECOGNIZED_NAME).await;
     wait_closed_with(&only_named, CloseReason::NoRoute, 1).await;
     wait_no_live(&proxy).await;
 }
@@ -333,14 +274,8 @@ async fn catch_all_domain_star_takes_hellos_without_sni() {
     let no_sni = client_hello(None, client_config(&ca));
     let (backend_port, received) = recording_backend(1, b"").await;
     let port = free_port();
-    let proxy = start_proxy(config(
-        vec![forward(
-            "star",
-            port,
-            json!("*"),
-            backend_port,
-            passthrough(),
-        )],
+    let proxy = start_proxy(routes_config(
+        vec![pass_route("star", port, json!("*"), backend_port)],
         json!({}),
     ))
     .await;
@@ -358,14 +293,8 @@ async fn catch_all_domain_star_takes_hellos_without_sni() {
 #[tokio::test]
 async fn unknown_sni_gets_unrecognized_name_and_no_route() {
     let port = free_port();
-    let proxy = start_proxy(config(
-        vec![forward(
-            "known",
-            port,
-            json!("known.test"),
-            free_port(),
-            passthrough(),
-        )],
+    let proxy = start_proxy(routes_config(
+        vec![pass_route("known", port, json!("known.test"), free_port())],
         json!({}),
     ))
     .await;
@@ -375,9 +304,7 @@ async fn unknown_sni_gets_unrecognized_name_and_no_route() {
         .write_all(&client_hello(Some("unknown.test"), client_config(&ca)))
         .await
         .expect("hello");
-    let (answer, ending) = read_to_end(&mut client).await;
-    assert_eq!(answer, [21, 3, 3, 0, 2, 2, 112]);
-    assert_eq!(ending, Ending::Fin);
+    expect_alert(&mut client, UNRECOGNIZED_NAME).await;
     wait_closed_with(&proxy, CloseReason::NoRoute, 1).await;
 
     // A real TLS client sees the alert as a handshake error naming it.
@@ -392,14 +319,8 @@ async fn unknown_sni_gets_unrecognized_name_and_no_route() {
 #[tokio::test]
 async fn non_tls_bytes_close_with_not_tls() {
     let port = free_port();
-    let proxy = start_proxy(config(
-        vec![forward(
-            "tls-only",
-            port,
-            json!("a.test"),
-            free_port(),
-            passthrough(),
-        )],
+    let proxy = start_proxy(routes_config(
+        vec![pass_route("tls-only", port, json!("a.test"), free_port())],
         json!({}),
     ))
     .await;
@@ -428,10 +349,10 @@ async fn non_tls_bytes_close_with_not_tls() {
 async fn non_tls_bytes_go_to_a_plain_route_on_a_mixed_port() {
     let (plain, received) = recording_backend(5, b"plain ok").await;
     let port = free_port();
-    let proxy = start_proxy(config(
+    let proxy = start_proxy(routes_config(
         vec![
-            forward("named", port, json!("a.test"), free_port(), passthrough()),
-            forward("plain", port, Value::Null, plain, Value::Null),
+            pass_route("named", port, json!("a.test"), free_port()),
+            tls_route("plain", port, Value::Null, plain, Value::Null),
         ],
         json!({}),
     ))
@@ -449,14 +370,8 @@ async fn non_tls_bytes_go_to_a_plain_route_on_a_mixed_port() {
 #[tokio::test]
 async fn unfinished_client_hello_times_out() {
     let port = free_port();
-    let proxy = start_proxy(config(
-        vec![forward(
-            "a",
-            port,
-            json!("a.test"),
-            free_port(),
-            passthrough(),
-        )],
+    let proxy = start_proxy(routes_config(
+        vec![pass_route("a", port, json!("a.test"), free_port())],
         json!({"initialDataTimeout": "600ms"}),
     ))
     .await;
@@ -492,17 +407,17 @@ async fn tls_version_and_priority_pick_the_route() {
     let (v12, v12_received) = recording_backend(1, b"").await;
     let (high, high_received) = recording_backend(1, b"").await;
     let port = free_port();
-    let mut only13 = forward("only13", port, json!("v.test"), v13, passthrough());
+    let mut only13 = tls_route("only13", port, json!("v.test"), v13, passthrough());
     only13["match"]["tlsVersion"] = json!("TLSv1.3");
-    let mut only12 = forward("only12", port, json!("v.test"), v12, passthrough());
+    let mut only12 = tls_route("only12", port, json!("v.test"), v12, passthrough());
     only12["match"]["tlsVersion"] = json!(["TLSv1.2"]);
-    let mut preferred = forward("preferred", port, json!("p.test"), high, passthrough());
+    let mut preferred = pass_route("preferred", port, json!("p.test"), high);
     preferred["priority"] = json!(10);
-    let proxy = start_proxy(config(
+    let proxy = start_proxy(routes_config(
         vec![
             only13,
             only12,
-            forward("p-low", port, json!("p.test"), free_port(), passthrough()),
+            pass_route("p-low", port, json!("p.test"), free_port()),
             preferred,
         ],
         json!({}),
@@ -546,14 +461,8 @@ async fn idle_passthrough_session_survives_35_seconds() {
     let ca = TestCa::new("idle CA");
     let (backend_port, _) = tls_echo_backend(&ca.leaf(&["ws.test"])).await;
     let port = free_port();
-    let proxy = start_proxy(config(
-        vec![forward(
-            "ws",
-            port,
-            json!("ws.test"),
-            backend_port,
-            passthrough(),
-        )],
+    let proxy = start_proxy(routes_config(
+        vec![pass_route("ws", port, json!("ws.test"), backend_port)],
         json!({}),
     ))
     .await;

@@ -12,17 +12,17 @@ use serde_json::{Value, json};
 use smartproxy::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn route(name: &str, port: u16, domains: Value, target: u16, tls: Value) -> Value {
-    let mut route = json!({
-        "name": name,
-        "match": {"ports": port},
-        "action": {"type": "forward", "target": {"host": "127.0.0.1", "port": target},
-                   "tls": tls}
-    });
-    if !domains.is_null() {
-        route["match"]["domains"] = domains;
-    }
-    route
+/// A proxy with one terminating route on a fresh port.
+async fn terminating(
+    name: &str,
+    domains: Value,
+    leaf: &Leaf,
+    backend_port: u16,
+    globals: Value,
+) -> (smartproxy::Proxy, u16) {
+    let port = free_port();
+    let route = tls_route(name, port, domains, backend_port, terminate_inline(leaf));
+    (start_proxy(routes_config(vec![route], globals)).await, port)
 }
 
 fn terminate_files(cert: &std::path::Path, key: &std::path::Path) -> Value {
@@ -33,31 +33,12 @@ fn terminate_inline(leaf: &Leaf) -> Value {
     json!({"mode": "terminate", "certificate": {"cert": leaf.cert_pem, "key": leaf.key_pem}})
 }
 
-fn config(routes: Vec<Value>, globals: Value) -> Value {
-    let mut config = json!({"bindAddress": "127.0.0.1", "routes": routes});
-    if let (Some(base), Value::Object(extra)) = (config.as_object_mut(), globals) {
-        base.extend(extra);
-    }
-    config
-}
-
 #[tokio::test]
 async fn terminate_forwards_plaintext_and_half_closes() {
     let ca = TestCa::new("terminate CA");
     let leaf = ca.leaf(&["app.test"]);
     let backend_port = echo_backend().await;
-    let port = free_port();
-    let proxy = start_proxy(config(
-        vec![route(
-            "app",
-            port,
-            json!("app.test"),
-            backend_port,
-            terminate_inline(&leaf),
-        )],
-        json!({}),
-    ))
-    .await;
+    let (proxy, port) = terminating("app", json!("app.test"), &leaf, backend_port, json!({})).await;
     let mut stream = tls_connect(port, "app.test", client_config(&ca))
         .await
         .expect("handshake");
@@ -89,18 +70,7 @@ async fn backend_keeps_sending_after_the_client_half_closes_over_tls() {
         let _ = stream.shutdown().await;
     })
     .await;
-    let port = free_port();
-    let proxy = start_proxy(config(
-        vec![route(
-            "half",
-            port,
-            Value::Null,
-            backend_port,
-            terminate_inline(&leaf),
-        )],
-        json!({}),
-    ))
-    .await;
+    let (proxy, port) = terminating("half", Value::Null, &leaf, backend_port, json!({})).await;
     let mut stream = tls_connect(port, "half.test", client_config(&ca))
         .await
         .expect("handshake");
@@ -127,24 +97,24 @@ async fn certificate_by_sni_exact_then_wildcard_then_default() {
     let backend_port = echo_backend().await;
     let port = free_port();
     let other_port = free_port();
-    let proxy = start_proxy(config(
+    let proxy = start_proxy(routes_config(
         vec![
             // Routes on another port only contribute certificates.
-            route(
+            tls_route(
                 "wild",
                 other_port,
                 json!("*.example.com"),
                 backend_port,
                 terminate_inline(&wildcard),
             ),
-            route(
+            tls_route(
                 "exact",
                 other_port,
                 json!("exact.example.com"),
                 backend_port,
                 terminate_inline(&exact),
             ),
-            route(
+            tls_route(
                 "any",
                 port,
                 Value::Null,
@@ -183,18 +153,7 @@ async fn tls12_and_tls13_only() {
     let ca = TestCa::new("versions CA");
     let leaf = ca.leaf(&["v.test"]);
     let backend_port = echo_backend().await;
-    let port = free_port();
-    let proxy = start_proxy(config(
-        vec![route(
-            "v",
-            port,
-            Value::Null,
-            backend_port,
-            terminate_inline(&leaf),
-        )],
-        json!({}),
-    ))
-    .await;
+    let (proxy, port) = terminating("v", Value::Null, &leaf, backend_port, json!({})).await;
     for versions in [
         &[&rustls::version::TLS12][..],
         &[&rustls::version::TLS13][..],
@@ -227,13 +186,8 @@ async fn tls12_and_tls13_only() {
     old[at + 5..at + 7].copy_from_slice(&[3, 2]);
     let mut client = connect(port).await;
     client.write_all(&old).await.expect("hello");
-    let (answer, ending) = read_to_end(&mut client).await;
-    assert_eq!(
-        answer,
-        [21, 3, 3, 0, 2, 2, 70],
-        "a fatal protocol_version alert"
-    );
-    assert_eq!(ending, Ending::Fin);
+    const PROTOCOL_VERSION: u8 = 70;
+    expect_alert(&mut client, PROTOCOL_VERSION).await;
     wait_closed_with(&proxy, CloseReason::TlsHandshakeFailed, 1).await;
     wait_no_live(&proxy).await;
 }
@@ -247,8 +201,8 @@ async fn certificate_files_reload_on_change_and_keep_the_old_on_a_bad_file() {
     let (cert, key) = first.write(dir.path(), "site");
     let backend_port = echo_backend().await;
     let port = free_port();
-    let proxy = start_proxy(config(
-        vec![route(
+    let proxy = start_proxy(routes_config(
+        vec![tls_route(
             "r",
             port,
             Value::Null,
@@ -310,23 +264,23 @@ async fn reencrypt_sends_the_client_sni_and_verifies_the_backend() {
         }
         tls
     };
-    let proxy = start_proxy(config(
+    let proxy = start_proxy(routes_config(
         vec![
-            route(
+            tls_route(
                 "verified",
                 verified,
                 Value::Null,
                 backend_port,
                 reencrypt(json!({"caFile": ca_file})),
             ),
-            route(
+            tls_route(
                 "lax",
                 lax,
                 Value::Null,
                 untrusted_port,
                 reencrypt(json!({"rejectUnauthorized": false})),
             ),
-            route(
+            tls_route(
                 "strict",
                 strict,
                 Value::Null,
@@ -382,16 +336,16 @@ async fn one_port_mixes_passthrough_and_terminate() {
     let term_leaf = ca.leaf(&["term.test"]);
     let plain_backend = echo_backend().await;
     let port = free_port();
-    let proxy = start_proxy(config(
+    let proxy = start_proxy(routes_config(
         vec![
-            route(
+            tls_route(
                 "pass",
                 port,
                 json!("pass.test"),
                 pass_backend,
                 json!({"mode": "passthrough"}),
             ),
-            route(
+            tls_route(
                 "term",
                 port,
                 json!("term.test"),
@@ -423,18 +377,8 @@ async fn two_hundred_handshakes_in_parallel() {
     let ca = TestCa::new("parallel CA");
     let leaf = ca.leaf(&["many.test"]);
     let backend_port = echo_backend().await;
-    let port = free_port();
-    let proxy = start_proxy(config(
-        vec![route(
-            "many",
-            port,
-            json!("many.test"),
-            backend_port,
-            terminate_inline(&leaf),
-        )],
-        json!({}),
-    ))
-    .await;
+    let (proxy, port) =
+        terminating("many", json!("many.test"), &leaf, backend_port, json!({})).await;
     let client = client_config(&ca);
     let mut tasks = Vec::new();
     for i in 0..200u32 {
@@ -464,17 +408,13 @@ async fn terminated_connections_obey_the_same_timers() {
     let ca = TestCa::new("timer CA");
     let leaf = ca.leaf(&["idle.test"]);
     let backend_port = echo_backend().await;
-    let port = free_port();
-    let proxy = start_proxy(config(
-        vec![route(
-            "idle",
-            port,
-            Value::Null,
-            backend_port,
-            terminate_inline(&leaf),
-        )],
+    let (proxy, port) = terminating(
+        "idle",
+        Value::Null,
+        &leaf,
+        backend_port,
         json!({"inactivityTimeout": "1s", "keepAlive": false}),
-    ))
+    )
     .await;
     let mut stream = tls_connect(port, "idle.test", client_config(&ca))
         .await
@@ -496,17 +436,13 @@ async fn terminated_connections_obey_the_same_timers() {
 async fn unfinished_handshake_times_out() {
     let ca = TestCa::new("slow CA");
     let leaf = ca.leaf(&["slow.test"]);
-    let port = free_port();
-    let proxy = start_proxy(config(
-        vec![route(
-            "slow",
-            port,
-            Value::Null,
-            free_port(),
-            terminate_inline(&leaf),
-        )],
+    let (proxy, port) = terminating(
+        "slow",
+        Value::Null,
+        &leaf,
+        free_port(),
         json!({"initialDataTimeout": "700ms"}),
-    ))
+    )
     .await;
     // The ClientHello arrives, the rest of the handshake never does.
     let mut client = connect(port).await;

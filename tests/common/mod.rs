@@ -222,3 +222,31 @@ pub fn pattern(len: usize) -> Vec<u8> {
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// Runs `connections` client connections, `concurrency` at a time (`connection(i)` for the
+/// i-th), then checks that nothing is left: live count 0 and the open file count back at its
+/// value from before the first one.
+pub async fn churn_leaves_nothing<F, Fut>(
+    proxy: &Proxy,
+    connections: usize,
+    concurrency: usize,
+    connection: F,
+) where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let fds_at_start = open_fds();
+    for batch in 0..connections / concurrency {
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|i| tokio::spawn(connection(batch * concurrency + i)))
+            .collect();
+        for task in tasks {
+            task.await.expect("connection task");
+        }
+    }
+    wait_no_live(proxy).await;
+    eventually("open files back to their start value", || {
+        open_fds() <= fds_at_start
+    })
+    .await;
+}

@@ -249,3 +249,44 @@ pub fn split_records(record: &[u8], max_payload: usize) -> Vec<u8> {
     }
     out
 }
+
+/// A forward route to 127.0.0.1:`target`; `domains` and `tls` are left out when null.
+pub fn tls_route(
+    name: &str,
+    port: u16,
+    domains: serde_json::Value,
+    target: u16,
+    tls: serde_json::Value,
+) -> serde_json::Value {
+    let mut route = serde_json::json!({
+        "name": name,
+        "match": {"ports": port},
+        "action": {"type": "forward", "target": {"host": "127.0.0.1", "port": target}}
+    });
+    if !domains.is_null() {
+        route["match"]["domains"] = domains;
+    }
+    if !tls.is_null() {
+        route["action"]["tls"] = tls;
+    }
+    route
+}
+
+/// A loopback config with `routes`, merged with `globals`.
+pub fn routes_config(
+    routes: Vec<serde_json::Value>,
+    globals: serde_json::Value,
+) -> serde_json::Value {
+    let mut config = serde_json::json!({"bindAddress": "127.0.0.1", "routes": routes});
+    if let (Some(base), serde_json::Value::Object(extra)) = (config.as_object_mut(), globals) {
+        base.extend(extra);
+    }
+    config
+}
+
+/// Reads to the end and checks the proxy answered one fatal alert with `description`, then FIN.
+pub async fn expect_alert(client: &mut TcpStream, description: u8) {
+    let (answer, ending) = super::read_to_end(client).await;
+    assert_eq!(answer, [21, 3, 3, 0, 2, 2, description], "a fatal alert");
+    assert_eq!(ending, super::Ending::Fin);
+}
