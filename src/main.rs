@@ -220,7 +220,7 @@ impl Signals {
                 _ = self.terminate.recv() => return,
                 _ = self.interrupt.recv() => return,
                 _ = self.hangup.recv() => {
-                    let replaced = proxy.reload_certificates();
+                    let replaced = proxy.reload_certificates().await;
                     tracing::info!(replaced, "SIGHUP received: certificate files re-read");
                     tracing::warn!("SIGHUP: reloading routes and options is not supported yet; they stay as started");
                 }

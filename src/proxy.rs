@@ -75,11 +75,13 @@ impl Proxy {
             max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
         });
         let stop_accepting = CancellationToken::new();
-        if let Some(certificates) = shared.router.certificates() {
-            tokio::spawn(Arc::clone(certificates).watch(stop_accepting.clone()));
-        }
         let mut local_addrs = Vec::new();
         let mut accept_tasks = Vec::new();
+        // Stopped and awaited with the accept loops.
+        if let Some(certificates) = shared.router.certificates() {
+            let watch = Arc::clone(certificates).watch(stop_accepting.clone());
+            accept_tasks.push(tokio::spawn(watch));
+        }
         for listener in listeners {
             if let Ok(addr) = listener.local_addr() {
                 local_addrs.push(addr);
@@ -122,11 +124,14 @@ impl Proxy {
     /// Re-reads every certificate file now (SIGHUP); a file that fails to load keeps its old
     /// certificate. Returns how many certificates were replaced. Changed files are also picked
     /// up on their own within a few seconds.
-    pub fn reload_certificates(&self) -> usize {
-        self.shared
-            .router
-            .certificates()
-            .map_or(0, |certificates| certificates.reload(true))
+    pub async fn reload_certificates(&self) -> usize {
+        let Some(certificates) = self.shared.router.certificates().cloned() else {
+            return 0;
+        };
+        // File reads stay off the runtime's workers.
+        tokio::task::spawn_blocking(move || certificates.reload(true))
+            .await
+            .unwrap_or(0)
     }
 
     /// Closes every listener; live connections go on. Returns once the listeners are closed.

@@ -69,7 +69,8 @@ impl RouteEntry {
         ip_ok
             && match first {
                 FirstBytes::NotRead => true,
-                FirstBytes::NotTls => !self.reads_first(),
+                // A route that names any TLS handling wants TLS; only plain routes take the rest.
+                FirstBytes::NotTls => !self.reads_first() && self.tls_mode.is_none(),
                 FirstBytes::Tls(hello) => self.matches_hello(hello),
             }
     }

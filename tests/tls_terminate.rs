@@ -234,12 +234,16 @@ async fn certificate_files_reload_on_change_and_keep_the_old_on_a_bad_file() {
     // A broken file keeps the certificate that works.
     std::fs::write(&cert, "not a certificate").expect("break the file");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(proxy.reload_certificates(), 0, "nothing valid to load");
+    assert_eq!(
+        proxy.reload_certificates().await,
+        0,
+        "nothing valid to load"
+    );
     assert_eq!(presented().await, second.der);
 
     // SIGHUP's path re-reads at once.
     first.write(dir.path(), "site");
-    assert_eq!(proxy.reload_certificates(), 1);
+    assert_eq!(proxy.reload_certificates().await, 1);
     assert_eq!(presented().await, first.der);
     wait_no_live(&proxy).await;
 }

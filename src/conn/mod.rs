@@ -20,6 +20,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::router::{FirstBytes, RouteEntry, Router, TlsHandling};
 use crate::tls::TlsVersion;
+use crate::tls::client_hello::ClientHello;
 use first_bytes::{Refused, Sniffed};
 use lifecycle::CloseReason;
 use prefixed::Prefixed;
@@ -148,24 +149,28 @@ async fn route_and_relay(
     let port = local.port();
     if !shared.router.reads_first(port) {
         let Some(route) = shared.router.select(port, client_ip, FirstBytes::NotRead) else {
-            close_unrelayed(&mut client, None).await;
+            shared.close_unrelayed(&mut client, None).await;
             return ConnEnd::new(CloseReason::NoRoute);
         };
         return connect_and_relay(shared, route, client, port, at, id, None).await;
     }
 
     // The first bytes decide; all of them are kept for the backend or the TLS acceptor.
-    let deadline = shared.deadline_from(at, shared.initial_data_timeout);
+    let deadline = shared.deadline_from(
+        at,
+        shared.initial_data_timeout,
+        CloseReason::InitialDataTimeout,
+    );
     let mut prefix = Vec::new();
     let reading = first_bytes::read_client_hello(&mut client, &mut prefix, shared.max_pending);
-    let sniffed = match shared.bounded(deadline, reading).await {
+    let sniffed = match shared.bounded(at, deadline, reading).await {
         Ok(Ok(sniffed)) => sniffed,
         Ok(Err(refused)) => {
-            close_unrelayed(&mut client, None).await;
+            shared.close_unrelayed(&mut client, None).await;
             return ConnEnd::refused(refused);
         }
         Err(reason) => {
-            close_unrelayed(&mut client, None).await;
+            shared.close_unrelayed(&mut client, None).await;
             return ConnEnd::new(reason);
         }
     };
@@ -177,24 +182,34 @@ async fn route_and_relay(
     let Some(route) = shared.router.select(port, client_ip, first) else {
         let end = match hello {
             Some(_) => {
-                close_unrelayed(&mut client, Some(&tls::UNRECOGNIZED_NAME_ALERT)).await;
+                shared
+                    .close_unrelayed(&mut client, Some(&tls::UNRECOGNIZED_NAME_ALERT))
+                    .await;
                 ConnEnd::new(CloseReason::NoRoute)
             }
             None => {
-                close_unrelayed(&mut client, None).await;
+                shared.close_unrelayed(&mut client, None).await;
                 ConnEnd::new(CloseReason::NotTls)
             }
         };
         return ConnEnd { sni, ..end };
     };
     let terminating = !matches!(route.tls, TlsHandling::Forward);
-    let too_old = hello.is_some_and(|h| h.highest_version() < Some(TlsVersion::Tls12));
-    if terminating && too_old {
+    let unusable = match hello.map(ClientHello::highest_version) {
+        Some(None) => Some("the client offers no TLS version this proxy knows"),
+        Some(Some(v)) if v < TlsVersion::Tls12 => {
+            Some("the client offers nothing newer than TLS 1.1")
+        }
+        _ => None,
+    };
+    if let Some(detail) = unusable.filter(|_| terminating) {
         // rustls would answer a TLS 1.1 ClientHello with TLS 1.2; refuse it plainly instead.
-        close_unrelayed(&mut client, Some(&tls::PROTOCOL_VERSION_ALERT)).await;
+        shared
+            .close_unrelayed(&mut client, Some(&tls::PROTOCOL_VERSION_ALERT))
+            .await;
         return ConnEnd {
             sni,
-            detail: Some("the client offers nothing newer than TLS 1.1".into()),
+            detail: Some(detail.into()),
             ..ConnEnd::new(CloseReason::TlsHandshakeFailed).with_route(route)
         };
     }
@@ -202,7 +217,7 @@ async fn route_and_relay(
     let end = match &route.tls {
         TlsHandling::Forward => connect_and_relay(shared, route, client, port, at, id, None).await,
         TlsHandling::Terminate(acceptor) => {
-            match accept_tls(shared, acceptor, client, deadline).await {
+            match accept_tls(shared, acceptor, client, at, deadline).await {
                 Ok(client) => connect_and_relay(shared, route, client, port, at, id, None).await,
                 Err(end) => end.with_route(route),
             }
@@ -210,7 +225,7 @@ async fn route_and_relay(
         TlsHandling::Reencrypt {
             acceptor,
             connector,
-        } => match accept_tls(shared, acceptor, client, deadline).await {
+        } => match accept_tls(shared, acceptor, client, at, deadline).await {
             Ok(client) => {
                 let reencrypt = Some((connector, sni.as_deref()));
                 connect_and_relay(shared, route, client, port, at, id, reencrypt).await
@@ -226,13 +241,14 @@ async fn accept_tls(
     shared: &Shared,
     acceptor: &TlsAcceptor,
     client: Prefixed<TcpStream>,
-    deadline: Option<Instant>,
+    at: Instant,
+    deadline: StepDeadline,
 ) -> Result<TlsSide<Prefixed<TcpStream>>, ConnEnd> {
     let handshake = acceptor.accept(client).into_fallible();
-    match shared.bounded(deadline, handshake).await {
+    match shared.bounded(at, deadline, handshake).await {
         Ok(Ok(stream)) => Ok(TlsSide(tokio_rustls::TlsStream::Server(stream))),
         Ok(Err((e, mut client))) => {
-            close_unrelayed(&mut client, None).await;
+            shared.close_unrelayed(&mut client, None).await;
             Err(ConnEnd {
                 error: Some(e.kind()),
                 detail: Some(e.to_string()),
@@ -255,18 +271,18 @@ async fn connect_and_relay<C: RelayStream>(
     reencrypt: Option<(&TlsConnector, Option<&str>)>,
 ) -> ConnEnd {
     let connecting = route.endpoints.connect(port, shared.connect_timeout);
-    let (backend, endpoint) = match shared.bounded(None, connecting).await {
+    let (backend, endpoint) = match shared.bounded(at, None, connecting).await {
         Ok(Ok(connected)) => connected,
         Ok(Err(failed)) => {
             tracing::debug!(
                 conn = id, route = %route.name, attempts = failed.attempts,
                 error = %failed.last_error, "no backend endpoint reachable"
             );
-            close_unrelayed(&mut client, None).await;
+            shared.close_unrelayed(&mut client, None).await;
             return ConnEnd::new(CloseReason::ConnectFailed).with_route(route);
         }
         Err(reason) => {
-            close_unrelayed(&mut client, None).await;
+            shared.close_unrelayed(&mut client, None).await;
             return ConnEnd::new(reason).with_route(route);
         }
     };
@@ -276,22 +292,26 @@ async fn connect_and_relay<C: RelayStream>(
         return relay_to(shared, route, client, backend, backend_addr, at).await;
     };
     let Some(name) = crate::tls::backend::server_name(sni, &endpoint.host()) else {
-        close_unrelayed(&mut client, None).await;
+        shared.close_unrelayed(&mut client, None).await;
         return ConnEnd {
             detail: Some("no valid name to send as SNI to the backend".into()),
             ..ConnEnd::new(CloseReason::ConnectFailed).with_route(route)
         };
     };
-    let deadline = shared.deadline_from(Instant::now(), shared.connect_timeout);
+    let deadline = shared.deadline_from(
+        Instant::now(),
+        shared.connect_timeout,
+        CloseReason::ConnectFailed,
+    );
     let handshake = connector.connect(name, backend);
-    match shared.bounded(deadline, handshake).await {
+    match shared.bounded(at, deadline, handshake).await {
         Ok(Ok(backend)) => {
             let backend = TlsSide(tokio_rustls::TlsStream::Client(backend));
             relay_to(shared, route, client, backend, backend_addr, at).await
         }
         Ok(Err(e)) => {
             tracing::debug!(conn = id, route = %route.name, error = %e, "backend TLS handshake failed");
-            close_unrelayed(&mut client, None).await;
+            shared.close_unrelayed(&mut client, None).await;
             ConnEnd {
                 backend: backend_addr,
                 error: Some(e.kind()),
@@ -300,14 +320,10 @@ async fn connect_and_relay<C: RelayStream>(
             }
         }
         Err(reason) => {
-            close_unrelayed(&mut client, None).await;
-            let reason = match reason {
-                CloseReason::InitialDataTimeout => CloseReason::ConnectFailed,
-                other => other,
-            };
+            shared.close_unrelayed(&mut client, None).await;
             ConnEnd {
                 backend: backend_addr,
-                detail: Some("backend TLS handshake timed out".into()),
+                detail: Some("backend TLS handshake did not finish".into()),
                 ..ConnEnd::new(reason).with_route(route)
             }
         }
@@ -339,50 +355,70 @@ async fn relay_to<C: RelayStream, B: RelayStream>(
     }
 }
 
+/// When a step before the relay must end, and the reason it then ends with.
+type StepDeadline = Option<(Instant, CloseReason)>;
+
 impl Shared {
-    /// `from + limit`, or no deadline for a limit of zero.
-    fn deadline_from(&self, from: Instant, limit: Duration) -> Option<Instant> {
-        (!limit.is_zero()).then(|| from + limit)
+    /// `from + limit` with `reason`, or no deadline for a limit of zero.
+    fn deadline_from(&self, from: Instant, limit: Duration, reason: CloseReason) -> StepDeadline {
+        (!limit.is_zero()).then(|| (from + limit, reason))
     }
 
-    /// Runs a step of a connection that has no relay yet, until `deadline` (then
-    /// `initial_data_timeout`) or a shutdown (then `shutdown`).
+    /// Runs a step of a connection that has no relay yet, until the step's own deadline, the
+    /// connection's lifetime cap (a hard cap from the accept on every path), or a shutdown.
     async fn bounded<T>(
         &self,
-        deadline: Option<Instant>,
+        at: Instant,
+        deadline: StepDeadline,
         step: impl Future<Output = T>,
     ) -> Result<T, CloseReason> {
+        let lifetime = (self.relay.limits.lifetime).map(|d| (at + d, CloseReason::Lifetime));
+        let limit = [deadline, lifetime]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at);
         let expired = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
+            match limit {
+                Some((at, reason)) => {
+                    tokio::time::sleep_until(at).await;
+                    reason
+                }
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             out = step => Ok(out),
-            _ = expired => Err(CloseReason::InitialDataTimeout),
+            reason = expired => Err(reason),
             _ = self.signals.close.cancelled() => Err(CloseReason::Shutdown),
         }
     }
-}
 
-/// Ends a client that never reached a backend with a FIN (after `alert`, if any): what it
-/// already sent is read and discarded until its own FIN (closing with unread bytes would make
-/// the kernel send RST), for at most FLUSH_ON_CLOSE_GRACE.
-async fn close_unrelayed<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S, alert: Option<&[u8]>) {
-    let closing = async {
-        if let Some(alert) = alert {
-            let _ = client.write_all(alert).await;
-        }
-        let _ = client.shutdown().await;
-        let mut sink = [0u8; 4096];
-        while let Ok(n) = client.read(&mut sink).await {
-            if n == 0 {
-                break;
+    /// Ends a client that never reached a backend with a FIN (after `alert`, if any): what it
+    /// already sent is read and discarded until its own FIN (closing with unread bytes would
+    /// make the kernel send RST), for at most FLUSH_ON_CLOSE_GRACE, or until an abort.
+    async fn close_unrelayed<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        client: &mut S,
+        alert: Option<&[u8]>,
+    ) {
+        let closing = async {
+            if let Some(alert) = alert {
+                let _ = client.write_all(alert).await;
             }
+            let _ = client.shutdown().await;
+            let mut sink = [0u8; 4096];
+            while let Ok(n) = client.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = closing => {}
+            _ = tokio::time::sleep(relay::FLUSH_ON_CLOSE_GRACE) => {}
+            _ = self.signals.abort.cancelled() => {}
         }
-    };
-    let _ = tokio::time::timeout(relay::FLUSH_ON_CLOSE_GRACE, closing).await;
+    }
 }
 
 fn log_end(id: u64, peer: SocketAddr, local: SocketAddr, at: Instant, end: &ConnEnd) {

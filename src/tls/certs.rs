@@ -143,18 +143,36 @@ impl Index {
         }
     }
 
-    /// Exact name, then a wildcard covering exactly one more label (RFC 6125), then `default`.
+    /// The route's own certificate (`default`) when it covers the name; else the first
+    /// certificate with the exact name, then one whose wildcard covers it, then `default`.
     fn pick(&self, sni: Option<&str>, default: usize) -> Option<Arc<CertifiedKey>> {
+        let own = self.certs.get(default)?;
         let found = sni.map(normalize).and_then(|name| {
-            let wildcard = || match name.split_once('.') {
-                Some((label, parent)) if !label.is_empty() => self.wildcard.get(parent),
-                _ => None,
-            };
+            if covers(own, &name) {
+                return Some(default);
+            }
+            let wildcard = || parent_of(&name).and_then(|parent| self.wildcard.get(parent));
             self.exact.get(&name).or_else(wildcard).copied()
         });
         let cert = self.certs.get(found.unwrap_or(default))?;
         Some(Arc::clone(&cert.key))
     }
+}
+
+/// What a wildcard must cover: `a.example.com` → `example.com` (one label only, RFC 6125).
+fn parent_of(name: &str) -> Option<&str> {
+    match name.split_once('.') {
+        Some((label, parent)) if !label.is_empty() => Some(parent),
+        _ => None,
+    }
+}
+
+/// Whether `cert` serves `name` (lowercase), exactly or through a wildcard.
+fn covers(cert: &LoadedCert, name: &str) -> bool {
+    cert.names.iter().any(|n| match n.strip_prefix("*.") {
+        Some(parent) => parent_of(name) == Some(parent),
+        None => n == name,
+    })
 }
 
 /// (modified, size, inode): a replaced file differs in at least one of these.

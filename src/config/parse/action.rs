@@ -167,19 +167,18 @@ fn tls(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteTls> {
         }
     };
     let cert_path = child(path, "certificate");
-    let certificate = match object.get("certificate") {
-        None => Ok(None),
-        Some(value) => certificate(ctx, &cert_path, value)
+    let certificate = match (object.get("certificate"), mode) {
+        (None, _) => Ok(None),
+        // Not read at all: passthrough has no use for it (a warning follows).
+        (Some(_), Some(TlsMode::Passthrough)) => Ok(None),
+        (Some(value), _) => certificate(ctx, &cert_path, value)
             // Loaded here too, so that `check` reports a missing or mismatched certificate.
-            .filter(|source| match mode {
-                Some(TlsMode::Passthrough) => true,
-                _ => match crate::tls::certs::load_source(source) {
-                    Ok(_) => true,
-                    Err(message) => {
-                        ctx.error(&cert_path, message);
-                        false
-                    }
-                },
+            .filter(|source| match crate::tls::certs::load_source(source) {
+                Ok(_) => true,
+                Err(message) => {
+                    ctx.error(&cert_path, message);
+                    false
+                }
             })
             .map(Some)
             .ok_or(()),
@@ -224,6 +223,15 @@ fn tls(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteTls> {
                 );
             }
         }
+    }
+    // The CA file is read here too, so that `check` reports it; the system roots are read
+    // only when the proxy starts.
+    if let (TlsMode::TerminateAndReencrypt, Ok(Some(ca_file)), Some(true)) =
+        (mode, &ca_file, reject_unauthorized)
+        && let Err(message) = crate::tls::backend::client_config(Some(ca_file), true)
+    {
+        ctx.error(&child(path, "caFile"), message);
+        return None;
     }
     Some(RouteTls {
         mode,
