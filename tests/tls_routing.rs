@@ -265,6 +265,7 @@ async fn no_sni_matches_only_routes_without_domains() {
     client.write_all(&no_sni).await.expect("hello");
     expect_alert(&mut client, UNRECOGNIZED_NAME).await;
     wait_closed_with(&only_named, CloseReason::NoRoute, 1).await;
+    wait_no_live(&only_named).await;
     wait_no_live(&proxy).await;
 }
 
@@ -486,4 +487,54 @@ async fn idle_passthrough_session_survives_35_seconds() {
         .expect("clean close");
     wait_no_live(&proxy).await;
     assert_eq!(proxy.closed_with(CloseReason::ClientFin), 1);
+}
+
+#[tokio::test]
+async fn non_tls_bytes_never_reach_a_route_that_expects_tls() {
+    let (backend_port, received) = recording_backend(1, b"").await;
+    let port = free_port();
+    let proxy = start_proxy(routes_config(
+        vec![
+            pass_route("named", port, json!("a.test"), backend_port),
+            // No domains, but it says passthrough: it wants TLS too.
+            tls_route("any-tls", port, Value::Null, backend_port, passthrough()),
+        ],
+        json!({}),
+    ))
+    .await;
+    let mut client = connect(port).await;
+    client
+        .write_all(b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .expect("send");
+    let (_, ending) = read_to_end(&mut client).await;
+    assert_eq!(ending, Ending::Fin);
+    wait_closed_with(&proxy, CloseReason::NotTls, 1).await;
+    assert!(received.lock().unwrap().is_empty());
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn lifetime_caps_a_connection_that_never_sends_its_client_hello() {
+    let port = free_port();
+    let proxy = start_proxy(routes_config(
+        vec![pass_route("a", port, json!("a.test"), free_port())],
+        json!({
+            "initialDataTimeout": 0,
+            "keepAliveTreatment": "standard",
+            "maxConnectionLifetime": "800ms"
+        }),
+    ))
+    .await;
+    let mut client = connect(port).await;
+    let started = tokio::time::Instant::now();
+    let (_, ending) = wait_closed(&mut client).await;
+    let waited = started.elapsed();
+    assert_eq!(ending, Ending::Fin);
+    assert!(
+        waited >= Duration::from_millis(600) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    wait_closed_with(&proxy, CloseReason::Lifetime, 1).await;
+    wait_no_live(&proxy).await;
 }

@@ -163,10 +163,11 @@ async fn tls12_and_tls13_only() {
             .expect("handshake");
         let version = stream.get_ref().1.protocol_version();
         assert_eq!(
-            echo_roundtrip(&mut stream, b"ok").await,
-            b"ok",
-            "{version:?}"
+            version,
+            Some(versions[0].version),
+            "negotiated what the client allows"
         );
+        assert_eq!(echo_roundtrip(&mut stream, b"ok").await, b"ok");
         drop(stream);
     }
     // A ClientHello that offers at most TLS 1.1 is refused with an alert.
@@ -463,5 +464,84 @@ async fn unfinished_handshake_times_out() {
         "closed after {waited:?}"
     );
     wait_closed_with(&proxy, CloseReason::InitialDataTimeout, 1).await;
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn each_route_serves_its_own_certificate_when_it_covers_the_name() {
+    let ca = TestCa::new("own CA");
+    let public = ca.leaf(&["shared.test"]);
+    let internal = ca.leaf(&["shared.test", "*.internal.test"]);
+    let backend_port = echo_backend().await;
+    let (public_port, internal_port) = (free_port(), free_port());
+    let proxy = start_proxy(routes_config(
+        vec![
+            tls_route(
+                "public",
+                public_port,
+                Value::Null,
+                backend_port,
+                terminate_inline(&public),
+            ),
+            tls_route(
+                "internal",
+                internal_port,
+                Value::Null,
+                backend_port,
+                terminate_inline(&internal),
+            ),
+        ],
+        json!({}),
+    ))
+    .await;
+    let client = client_config(&ca);
+    for (port, expected) in [(public_port, &public), (internal_port, &internal)] {
+        let stream = tls_connect(port, "shared.test", client.clone())
+            .await
+            .expect("handshake");
+        assert_eq!(presented_leaf(&stream), expected.der, "port {port}");
+    }
+    // A name only the other route's certificate covers is still served from the store.
+    let stream = tls_connect(public_port, "a.internal.test", client.clone())
+        .await
+        .expect("handshake");
+    assert_eq!(presented_leaf(&stream), internal.der);
+    drop(stream);
+    wait_no_live(&proxy).await;
+}
+
+#[tokio::test]
+async fn client_reset_on_a_terminated_connection_resets_the_backend() {
+    let ca = TestCa::new("reset CA");
+    let leaf = ca.leaf(&["reset.test"]);
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+    let ended_tx = std::sync::Mutex::new(Some(ended_tx));
+    let backend_port = backend(move |mut stream| {
+        let tx = ended_tx.lock().unwrap().take();
+        async move {
+            let mut first = [0; 5];
+            stream.read_exact(&mut first).await.expect("first bytes");
+            let (_, ending) = read_to_end(&mut stream).await;
+            if let Some(tx) = tx {
+                let _ = tx.send(ending);
+            }
+        }
+    })
+    .await;
+    let (proxy, port) = terminating("reset", Value::Null, &leaf, backend_port, json!({})).await;
+    let mut stream = tls_connect(port, "reset.test", client_config(&ca))
+        .await
+        .expect("handshake");
+    stream.write_all(b"hello").await.expect("write");
+    stream.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (tcp, _) = stream.into_inner();
+    reset(tcp);
+    let ending = tokio::time::timeout(PATIENCE, ended_rx)
+        .await
+        .expect("backend saw the end in time")
+        .expect("backend reported");
+    assert_eq!(ending, Ending::Reset);
+    wait_closed_with(&proxy, CloseReason::ClientReset, 1).await;
     wait_no_live(&proxy).await;
 }

@@ -122,6 +122,15 @@ fn certificate_problems_are_reported_at_their_path() {
         }))),
         "mixes files (certFile/keyFile) with inline PEM (cert/key); give one pair",
     );
+    let (cert, key) = ca.leaf(&["a.test"]);
+    assert_has(
+        &refuse(tls_route(json!({
+            "mode": "terminate-and-reencrypt",
+            "certificate": {"cert": cert, "key": key},
+            "caFile": "/nonexistent/ca.pem"
+        }))),
+        "routes[0].action.tls.caFile: /nonexistent/ca.pem",
+    );
     assert_eq!(
         refuse(tls_route(
             json!({"mode": "reencrypt", "rejectUnauthorized": "no"})
@@ -139,6 +148,10 @@ fn certificate_problems_are_reported_at_their_path() {
 fn options_that_do_not_apply_warn() {
     let ca = TestCa::new();
     let (cert, key) = ca.leaf(&["a.test"]);
+    let (_, auto_warnings) = accept(tls_route(json!({
+        "mode": "passthrough", "certificate": "auto"
+    })));
+    assert_eq!(auto_warnings.len(), 1, "{auto_warnings:?}");
     let (_, warnings) = accept(tls_route(json!({
         "mode": "passthrough", "certificate": {"cert": "unread", "key": "unread"}
     })));
