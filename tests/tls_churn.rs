@@ -12,34 +12,66 @@ use serde_json::json;
 use smartproxy::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CONNECTIONS: usize = 240;
-const CONCURRENCY: usize = 40;
+const CONNECTIONS: usize = 300;
+
+const CONCURRENCY: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_churn_leaves_nothing_behind() {
     let ca = TestCa::new("churn CA");
     let (tls_backend, _) = tls_echo_backend(&ca.leaf(&["pass.test"])).await;
+    let (reencrypt_backend, _) = tls_echo_backend(&ca.leaf(&["re.test"])).await;
     let plain_backend = echo_backend().await;
-    let term = ca.leaf(&["term.test"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // File-based certificates, so the certificate watch runs during the churn too.
+    let (term_cert, term_key) = ca.leaf(&["term.test"]).write(dir.path(), "term");
+    let (re_cert, re_key) = ca.leaf(&["re.test", "gone.test"]).write(dir.path(), "re");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    let files =
+        |cert: &std::path::Path, key: &std::path::Path| json!({"certFile": cert, "keyFile": key});
     let port = free_port();
-    let proxy = start_proxy(json!({
-        "bindAddress": "127.0.0.1",
-        "initialDataTimeout": "500ms",
-        "routes": [
-            {"name": "pass", "match": {"ports": port, "domains": "pass.test"},
-             "action": {"type": "forward", "target": {"host": "127.0.0.1", "port": tls_backend},
-                        "tls": {"mode": "passthrough"}}},
-            {"name": "term", "match": {"ports": port, "domains": "term.test"},
-             "action": {"type": "forward", "target": {"host": "127.0.0.1", "port": plain_backend},
-                        "tls": {"mode": "terminate",
-                                "certificate": {"cert": term.cert_pem, "key": term.key_pem}}}}
-        ]
-    }))
+    let routes = vec![
+        tls_route(
+            "pass",
+            port,
+            json!("pass.test"),
+            tls_backend,
+            json!({"mode": "passthrough"}),
+        ),
+        tls_route(
+            "term",
+            port,
+            json!("term.test"),
+            plain_backend,
+            json!({"mode": "terminate", "certificate": files(&term_cert, &term_key)}),
+        ),
+        tls_route(
+            "re",
+            port,
+            json!("re.test"),
+            reencrypt_backend,
+            json!({"mode": "terminate-and-reencrypt", "caFile": ca_file,
+                         "certificate": files(&re_cert, &re_key)}),
+        ),
+        // Its backend is not listening: the client's handshake succeeds, the connect fails.
+        tls_route(
+            "gone",
+            port,
+            json!("gone.test"),
+            free_port(),
+            json!({"mode": "terminate", "certificate": files(&re_cert, &re_key)}),
+        ),
+    ];
+    let proxy = start_proxy(routes_config(
+        routes,
+        json!({"initialDataTimeout": "500ms"}),
+    ))
     .await;
     let client = client_config(&ca);
     let hello = client_hello(Some("term.test"), client.clone());
     churn_leaves_nothing(&proxy, CONNECTIONS, CONCURRENCY, |i| {
-        one_connection(i % 8, port, client.clone(), hello.clone())
+        one_connection(i % 10, port, client.clone(), hello.clone())
     })
     .await;
     let total = proxy.total_connections();
@@ -55,6 +87,7 @@ async fn tls_churn_leaves_nothing_behind() {
         CloseReason::NotTls,
         CloseReason::InitialDataTimeout,
         CloseReason::NoRoute,
+        CloseReason::ConnectFailed,
     ] {
         assert!(
             proxy.closed_with(reason) > 0,
@@ -116,6 +149,18 @@ async fn one_connection(
             let unknown = client_hello(Some("nobody.test"), client);
             let _ = s.write_all(&unknown).await;
             let _ = read_to_end(&mut s).await;
+        }
+        // Re-encrypted to a verified backend, clean close.
+        8 => {
+            let mut s = tls_connect(port, "re.test", client).await.expect("re");
+            assert_eq!(echo_roundtrip(&mut s, b"re").await, b"re");
+            let _ = s.shutdown().await;
+            let _ = s.read_to_end(&mut Vec::new()).await;
+        }
+        // Terminated, then the backend cannot be reached.
+        9 => {
+            let mut s = tls_connect(port, "gone.test", client).await.expect("gone");
+            let _ = s.read_to_end(&mut Vec::new()).await;
         }
         // The whole ClientHello, then a reset in the middle of the handshake.
         _ => {
