@@ -1089,29 +1089,71 @@ fn check_reports_an_unreadable_certificate_with_its_path() {
     );
 }
 
+/// Whether a TLS handshake with `name` on `port` succeeds for a client that trusts only
+/// `trusted` (a self-signed certificate): i.e. whether the proxy presents that certificate.
+fn presents(port: u16, name: &str, trusted: &str) -> bool {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(trusted.as_bytes()).expect("PEM"))
+        .expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_name = ServerName::try_from(name.to_string()).expect("name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), server_name).expect("client");
+    let mut sock = connect(port);
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut sock).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 #[test]
 fn sighup_rereads_certificate_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = self_signed("site.test");
-    let cert_path = write_file(&dir, "site.crt", &cert);
-    let key_path = write_file(&dir, "site.key", &key);
+    let (first_cert, first_key) = self_signed("site.test");
+    let (second_cert, second_key) = self_signed("site.test");
+    let cert_path = write_file(&dir, "site.crt", &first_cert);
+    let key_path = write_file(&dir, "site.key", &first_key);
     let port = free_port();
     let config = terminate_config(port, echo_backend(), &cert_path, &key_path);
     let path = write_file(&dir, "proxy.json", &config);
     let mut proxy = Smartproxy::spawn(&["run", "-c", path_arg(&path)]);
     proxy.wait_stderr("announcing the listener", |line| line.contains("listening"));
+    assert!(presents(port, "site.test", &first_cert));
+    assert!(!presents(port, "site.test", &second_cert));
 
+    std::fs::write(&cert_path, &second_cert).expect("new certificate");
+    std::fs::write(&key_path, &second_key).expect("new key");
     proxy.signal(libc::SIGHUP);
     proxy.wait_stderr("SIGHUP re-read the files", |line| {
         line.contains("certificate files re-read") && line.contains("replaced=1")
     });
-    // A broken file is refused and the old certificate stays.
+    assert!(
+        presents(port, "site.test", &second_cert),
+        "{}",
+        proxy.stderr()
+    );
+
+    // A broken file is refused and the certificate in service stays.
     std::fs::write(&cert_path, "garbage").expect("break the certificate");
     proxy.signal(libc::SIGHUP);
-    proxy.wait_stderr("the bad file named in a warning", |line| {
-        line.contains("WARN") && line.contains("site.crt")
-    });
     proxy.wait_stderr("nothing replaced", |line| line.contains("replaced=0"));
+    assert!(
+        proxy
+            .stderr()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("site.crt")),
+        "the bad file is named in a warning:\n{}",
+        proxy.stderr()
+    );
+    assert!(presents(port, "site.test", &second_cert));
     assert!(proxy.is_running(), "{}", proxy.stderr());
     proxy.signal(libc::SIGTERM);
     proxy.expect_exit(Duration::from_secs(5), 0);
