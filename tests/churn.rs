@@ -46,13 +46,6 @@ async fn churn_leaves_nothing_behind() {
         one_connection(i % 6, ports)
     })
     .await;
-    let total = proxy.total_connections();
-    assert_eq!(total, CONNECTIONS as u64);
-    let counted: u64 = CloseReason::ALL.iter().map(|&r| proxy.closed_with(r)).sum();
-    assert_eq!(
-        counted, total,
-        "every connection has exactly one close reason"
-    );
     for (reason, at_least) in [
         (CloseReason::ClientFin, 1),
         (CloseReason::BackendFin, 1),

@@ -74,13 +74,6 @@ async fn tls_churn_leaves_nothing_behind() {
         one_connection(i % 10, port, client.clone(), hello.clone())
     })
     .await;
-    let total = proxy.total_connections();
-    assert_eq!(total, CONNECTIONS as u64);
-    let counted: u64 = CloseReason::ALL.iter().map(|&r| proxy.closed_with(r)).sum();
-    assert_eq!(
-        counted, total,
-        "every connection has exactly one close reason"
-    );
     for reason in [
         CloseReason::ClientFin,
         CloseReason::ClientReset,

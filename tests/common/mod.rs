@@ -224,8 +224,8 @@ pub fn addr(port: u16) -> SocketAddr {
 }
 
 /// Runs `connections` client connections, `concurrency` at a time (`connection(i)` for the
-/// i-th), then checks that nothing is left: live count 0 and the open file count back at its
-/// value from before the first one.
+/// i-th), then checks that nothing is left (live count 0, the open file count back at its value
+/// from before the first one) and that each connection was counted under exactly one reason.
 pub async fn churn_leaves_nothing<F, Fut>(
     proxy: &Proxy,
     connections: usize,
@@ -249,4 +249,11 @@ pub async fn churn_leaves_nothing<F, Fut>(
         open_fds() <= fds_at_start
     })
     .await;
+    let total = proxy.total_connections();
+    assert_eq!(total, connections as u64);
+    let counted: u64 = CloseReason::ALL.iter().map(|&r| proxy.closed_with(r)).sum();
+    assert_eq!(
+        counted, total,
+        "every connection has exactly one close reason"
+    );
 }
