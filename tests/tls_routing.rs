@@ -538,3 +538,23 @@ async fn lifetime_caps_a_connection_that_never_sends_its_client_hello() {
     wait_closed_with(&proxy, CloseReason::Lifetime, 1).await;
     wait_no_live(&proxy).await;
 }
+
+#[tokio::test]
+async fn client_hello_larger_than_max_pending_data_is_a_limit() {
+    let port = free_port();
+    let proxy = start_proxy(routes_config(
+        vec![pass_route("a", port, json!("a.test"), free_port())],
+        json!({"maxPendingDataSize": 100}),
+    ))
+    .await;
+    let ca = TestCa::new("unused");
+    let hello = client_hello(Some("a.test"), client_config(&ca));
+    assert!(hello.len() > 100);
+    let mut client = connect(port).await;
+    client.write_all(&hello).await.expect("hello");
+    let (answer, ending) = read_to_end(&mut client).await;
+    assert!(answer.is_empty());
+    assert_eq!(ending, Ending::Fin);
+    wait_closed_with(&proxy, CloseReason::Limit, 1).await;
+    wait_no_live(&proxy).await;
+}
