@@ -136,12 +136,7 @@ async fn client_hello_one_byte_per_segment() {
     ))
     .await;
     // A real handshake whose first flight the client writes one byte per TCP segment.
-    let client = client_config(&ca);
-    let mut conn = rustls::ClientConnection::new(client, server_name("slow.test")).expect("client");
-    let mut hello = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut hello).expect("hello");
-    }
+    let (conn, hello) = first_flight(Some("slow.test"), client_config(&ca));
     let mut tcp = connect(port).await;
     tcp.set_nodelay(true).expect("nodelay");
     for byte in &hello {
@@ -155,36 +150,6 @@ async fn client_hello_one_byte_per_segment() {
     assert_eq!(back, b"after dribble");
     assert_eq!(*seen.lock().unwrap(), [Some("slow.test".to_string())]);
     wait_no_live(&proxy).await;
-}
-
-/// Drives a rustls client whose first flight was already written by hand through the rest of
-/// its handshake, echoes `message` and closes. A blocking socket keeps the drive loop simple.
-async fn finish_and_echo(
-    conn: rustls::ClientConnection,
-    tcp: tokio::net::TcpStream,
-    message: &'static [u8],
-) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let sock = tcp.into_std().expect("into std");
-    sock.set_nonblocking(false).expect("blocking");
-    sock.set_read_timeout(Some(PATIENCE)).expect("read timeout");
-    tokio::task::spawn_blocking(move || {
-        let mut stream = rustls::StreamOwned::new(conn, sock);
-        while stream.conn.is_handshaking() {
-            stream
-                .conn
-                .complete_io(&mut stream.sock)
-                .expect("handshake after a dribbled ClientHello");
-        }
-        stream.write_all(message).expect("write");
-        let mut back = vec![0; message.len()];
-        stream.read_exact(&mut back).expect("echo");
-        stream.conn.send_close_notify();
-        let _ = stream.conn.complete_io(&mut stream.sock);
-        back
-    })
-    .await
-    .expect("client task")
 }
 
 #[tokio::test]

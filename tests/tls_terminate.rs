@@ -545,3 +545,27 @@ async fn client_reset_on_a_terminated_connection_resets_the_backend() {
     wait_closed_with(&proxy, CloseReason::ClientReset, 1).await;
     wait_no_live(&proxy).await;
 }
+
+#[tokio::test]
+async fn terminates_a_client_hello_split_across_records_and_segments() {
+    let ca = TestCa::new("split CA");
+    let leaf = ca.leaf(&["split.test"]);
+    let (proxy, port) = terminating(
+        "split",
+        json!("split.test"),
+        &leaf,
+        echo_backend().await,
+        json!({}),
+    )
+    .await;
+    let (conn, hello) = first_flight(Some("split.test"), client_config(&ca));
+    let mut tcp = connect(port).await;
+    tcp.set_nodelay(true).expect("nodelay");
+    for piece in split_records(&hello, 40).chunks(7) {
+        tcp.write_all(piece).await.expect("piece");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let back = finish_and_echo(conn, tcp, b"through termination").await;
+    assert_eq!(back, b"through termination");
+    wait_no_live(&proxy).await;
+}

@@ -221,6 +221,15 @@ pub async fn recording_backend(expect: usize, reply: &'static [u8]) -> (u16, Arc
 
 /// The TLS records a rustls client sends first (its ClientHello), for `sni` (`None`: no SNI).
 pub fn client_hello(sni: Option<&str>, config: Arc<ClientConfig>) -> Vec<u8> {
+    first_flight(sni, config).1
+}
+
+/// A rustls client for `sni` (`None`: no SNI) and the first flight it wants sent (its
+/// ClientHello), for tests that send that flight in their own shape.
+pub fn first_flight(
+    sni: Option<&str>,
+    config: Arc<ClientConfig>,
+) -> (rustls::ClientConnection, Vec<u8>) {
     let mut config = (*config).clone();
     let name = match sni {
         Some(name) => server_name(name),
@@ -234,7 +243,7 @@ pub fn client_hello(sni: Option<&str>, config: Arc<ClientConfig>) -> Vec<u8> {
     while conn.wants_write() {
         conn.write_tls(&mut out).expect("write hello");
     }
-    out
+    (conn, out)
 }
 
 /// Re-frames one TLS record's payload into records of at most `max_payload` bytes each, so
@@ -289,4 +298,35 @@ pub async fn expect_alert(client: &mut TcpStream, description: u8) {
     let (answer, ending) = super::read_to_end(client).await;
     assert_eq!(answer, [21, 3, 3, 0, 2, 2, description], "a fatal alert");
     assert_eq!(ending, super::Ending::Fin);
+}
+
+/// Drives a rustls client whose first flight was already written by hand through the rest of
+/// its handshake, echoes `message` and closes. A blocking socket keeps the drive loop simple.
+pub async fn finish_and_echo(
+    conn: rustls::ClientConnection,
+    tcp: TcpStream,
+    message: &'static [u8],
+) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let sock = tcp.into_std().expect("into std");
+    sock.set_nonblocking(false).expect("blocking");
+    sock.set_read_timeout(Some(super::PATIENCE))
+        .expect("read timeout");
+    tokio::task::spawn_blocking(move || {
+        let mut stream = rustls::StreamOwned::new(conn, sock);
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .expect("handshake after a hand-written first flight");
+        }
+        stream.write_all(message).expect("write");
+        let mut back = vec![0; message.len()];
+        stream.read_exact(&mut back).expect("echo");
+        stream.conn.send_close_notify();
+        let _ = stream.conn.complete_io(&mut stream.sock);
+        back
+    })
+    .await
+    .expect("client task")
 }
