@@ -16,10 +16,10 @@ use crate::tls::client_hello::ClientHello;
 pub enum TlsHandling {
     /// Bytes go to the backend untouched: `tls: passthrough`, or no `tls` at all.
     Forward,
-    Terminate(TlsAcceptor),
-    Reencrypt {
+    /// The proxy completes the handshake; with a connector it re-encrypts toward the backend.
+    Terminate {
         acceptor: TlsAcceptor,
-        connector: TlsConnector,
+        reencrypt: Option<TlsConnector>,
     },
 }
 
@@ -233,15 +233,16 @@ fn tls_handling(
     let store = certificates.ok_or_else(|| setup_error("no certificate loaded".into()))?;
     let acceptor = TlsAcceptor::from(store.server_config(*next_cert));
     *next_cert += 1;
-    if tls.mode == TlsMode::Terminate {
-        return Ok(TlsHandling::Terminate(acceptor));
-    }
-    let client =
-        crate::tls::backend::client_config(tls.ca_file.as_deref(), tls.reject_unauthorized)
-            .map_err(setup_error)?;
-    Ok(TlsHandling::Reencrypt {
+    let reencrypt = match tls.mode {
+        TlsMode::TerminateAndReencrypt => Some(TlsConnector::from(
+            crate::tls::backend::client_config(tls.ca_file.as_deref(), tls.reject_unauthorized)
+                .map_err(setup_error)?,
+        )),
+        _ => None,
+    };
+    Ok(TlsHandling::Terminate {
         acceptor,
-        connector: TlsConnector::from(client),
+        reencrypt,
     })
 }
 

@@ -156,7 +156,7 @@ async fn route_and_relay(
     }
 
     // The first bytes decide; all of them are kept for the backend or the TLS acceptor.
-    let deadline = shared.deadline_from(
+    let deadline = deadline_from(
         at,
         shared.initial_data_timeout,
         CloseReason::InitialDataTimeout,
@@ -194,46 +194,44 @@ async fn route_and_relay(
         };
         return ConnEnd { sni, ..end };
     };
-    let terminating = !matches!(route.tls, TlsHandling::Forward);
-    let unusable = match hello.map(ClientHello::highest_version) {
-        Some(None) => Some("the client offers no TLS version this proxy knows"),
-        Some(Some(v)) if v < TlsVersion::Tls12 => {
-            Some("the client offers nothing newer than TLS 1.1")
-        }
-        _ => None,
-    };
-    if let Some(detail) = unusable.filter(|_| terminating) {
-        // rustls would answer a TLS 1.1 ClientHello with TLS 1.2; refuse it plainly instead.
-        shared
-            .close_unrelayed(&mut client, Some(&tls::PROTOCOL_VERSION_ALERT))
-            .await;
-        return ConnEnd {
-            sni,
-            detail: Some(detail.into()),
-            ..ConnEnd::new(CloseReason::TlsHandshakeFailed).with_route(route)
-        };
-    }
     let client = Prefixed::new(prefix, client);
     let end = match &route.tls {
         TlsHandling::Forward => connect_and_relay(shared, route, client, port, at, id, None).await,
-        TlsHandling::Terminate(acceptor) => {
+        TlsHandling::Terminate {
+            acceptor,
+            reencrypt,
+        } => {
+            let mut client = client;
+            if let Some(detail) = hello.and_then(unusable_version) {
+                // rustls would answer a TLS 1.1 ClientHello with TLS 1.2; refuse it plainly.
+                shared
+                    .close_unrelayed(&mut client, Some(&tls::PROTOCOL_VERSION_ALERT))
+                    .await;
+                return ConnEnd {
+                    sni,
+                    detail: Some(detail.into()),
+                    ..ConnEnd::new(CloseReason::TlsHandshakeFailed).with_route(route)
+                };
+            }
             match accept_tls(shared, acceptor, client, at, deadline).await {
-                Ok(client) => connect_and_relay(shared, route, client, port, at, id, None).await,
+                Ok(client) => {
+                    let reencrypt = reencrypt.as_ref().map(|c| (c, sni.as_deref()));
+                    connect_and_relay(shared, route, client, port, at, id, reencrypt).await
+                }
                 Err(end) => end.with_route(route),
             }
         }
-        TlsHandling::Reencrypt {
-            acceptor,
-            connector,
-        } => match accept_tls(shared, acceptor, client, at, deadline).await {
-            Ok(client) => {
-                let reencrypt = Some((connector, sni.as_deref()));
-                connect_and_relay(shared, route, client, port, at, id, reencrypt).await
-            }
-            Err(end) => end.with_route(route),
-        },
     };
     ConnEnd { sni, ..end }
+}
+
+/// Why a terminating route cannot serve this ClientHello: it offers nothing it may negotiate.
+fn unusable_version(hello: &ClientHello) -> Option<&'static str> {
+    match hello.highest_version() {
+        None => Some("the client offers no TLS version this proxy knows"),
+        Some(v) if v < TlsVersion::Tls12 => Some("the client offers nothing newer than TLS 1.1"),
+        Some(_) => None,
+    }
 }
 
 /// The client's TLS handshake, within the same deadline as its ClientHello.
@@ -298,7 +296,7 @@ async fn connect_and_relay<C: RelayStream>(
             ..ConnEnd::new(CloseReason::ConnectFailed).with_route(route)
         };
     };
-    let deadline = shared.deadline_from(
+    let deadline = deadline_from(
         Instant::now(),
         shared.connect_timeout,
         CloseReason::ConnectFailed,
@@ -358,12 +356,12 @@ async fn relay_to<C: RelayStream, B: RelayStream>(
 /// When a step before the relay must end, and the reason it then ends with.
 type StepDeadline = Option<(Instant, CloseReason)>;
 
-impl Shared {
-    /// `from + limit` with `reason`, or no deadline for a limit of zero.
-    fn deadline_from(&self, from: Instant, limit: Duration, reason: CloseReason) -> StepDeadline {
-        (!limit.is_zero()).then(|| (from + limit, reason))
-    }
+/// `from + limit` with `reason`, or no deadline for a limit of zero.
+fn deadline_from(from: Instant, limit: Duration, reason: CloseReason) -> StepDeadline {
+    (!limit.is_zero()).then(|| (from + limit, reason))
+}
 
+impl Shared {
     /// Runs a step of a connection that has no relay yet, until the step's own deadline, the
     /// connection's lifetime cap (a hard cap from the accept on every path), or a shutdown.
     async fn bounded<T>(
