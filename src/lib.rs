@@ -11,6 +11,7 @@
 //! ```
 
 pub mod config;
+pub mod http;
 mod conn;
 mod connect;
 mod listen;

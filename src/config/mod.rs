@@ -43,6 +43,11 @@ pub struct Config {
     pub relay_buffer_size: usize,
     pub http_response_timeout: Duration,
     pub max_request_head_size: u64,
+    /// Longest time a client may take to send a request head (and the longest an HTTP/1.1
+    /// keep-alive connection waits for its next request); `headersTimeout`, zero = none.
+    pub headers_timeout: Duration,
+    /// Peers whose X-Forwarded-For chain is kept and appended to.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +78,10 @@ pub struct RouteMatch {
     pub domains: Vec<String>,
     /// Highest version the ClientHello offers must be one of these; empty = any.
     pub tls_versions: Vec<TlsVersion>,
+    /// HTTP only: a case-sensitive glob over the request path (without the query).
+    pub path: Option<String>,
+    /// HTTP only: lowercase header name → case-insensitive glob its value must match.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A `match.clientIp` entry: a CIDR (`10.0.0.0/8`, a bare address) or a glob (`192.168.1.*`).
@@ -84,10 +93,93 @@ pub enum IpPattern {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Action {
-    /// Only `forward` exists so far.
+    pub kind: ActionKind,
+    /// Where `forward` connects; empty for the other kinds.
     pub targets: Vec<Target>,
     /// `None`: TLS connections that match are forwarded untouched, like passthrough.
     pub tls: Option<RouteTls>,
+    /// `action.protocol`: on terminated TLS, `tcp` relays the plaintext at once and `http`
+    /// forces the HTTP engine; `None` lets ALPN and the first plaintext bytes decide.
+    pub protocol: Option<ActionProtocol>,
+    /// `action.headers`: request and response header rules (HTTP only).
+    pub headers: HeaderRules,
+    pub websocket: WebSocketOptions,
+    pub load_balancing: LoadBalancing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionKind {
+    Forward,
+    /// `to` may hold the templates `{domain} {clientIp} {path} {query} {port}`.
+    Redirect { to: String, status: u16 },
+    Respond {
+        status: u16,
+        body: String,
+        /// Header name → value (templates allowed); content-type defaults to text/plain.
+        headers: Vec<(String, String)>,
+    },
+    /// Closes the connection; on HTTP, answers 403 and then closes.
+    Block,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionProtocol {
+    Tcp,
+    Http,
+}
+
+/// Header rules in config order: a value sets the header (templates allowed), `None` removes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeaderRules {
+    /// Lowercase header name → value.
+    pub request: Vec<(String, Option<String>)>,
+    pub response: Vec<(String, Option<String>)>,
+}
+
+/// `action.websocket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocketOptions {
+    /// `false` refuses WebSocket upgrades on the route with 403.
+    pub enabled: bool,
+    /// Ping the client this often after the upgrade; zero = off (the default).
+    pub ping_interval: Duration,
+    /// A client that sends nothing for this long after a ping is closed.
+    pub ping_timeout: Duration,
+}
+
+impl Default for WebSocketOptions {
+    fn default() -> Self {
+        WebSocketOptions {
+            enabled: true,
+            ping_interval: Duration::ZERO,
+            ping_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `action.loadBalancing`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadBalancing {
+    pub algorithm: Algorithm,
+    pub health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Algorithm {
+    #[default]
+    RoundRobin,
+    LeastConnections,
+    IpHash,
+}
+
+/// `loadBalancing.healthCheck`: an HTTP GET of `path` on every endpoint each `interval`; a
+/// connect failure, a timeout or a status of 500 and above marks the endpoint down until a check
+/// passes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 /// A route's `action.tls`.
@@ -126,6 +218,17 @@ pub struct Target {
     /// One endpoint per host; never empty.
     pub hosts: Vec<String>,
     pub port: TargetPort,
+    /// How HTTP requests reach this target (TCP paths ignore it).
+    pub protocol: TargetProtocol,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TargetProtocol {
+    /// HTTP/1.1 (or what ALPN picks when re-encrypting).
+    #[default]
+    H1,
+    /// HTTP/2 with prior knowledge.
+    H2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +261,8 @@ impl Default for Config {
             relay_buffer_size: 64 << 10,
             http_response_timeout: Duration::from_secs(60),
             max_request_head_size: 64 << 10,
+            headers_timeout: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
         }
     }
 }

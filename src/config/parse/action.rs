@@ -137,7 +137,15 @@ pub(super) fn action(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Action>
 
     if forward {
         match (targets, tls) {
-            (Some(targets), Some(tls)) => Some(Action { targets, tls }),
+            (Some(targets), Some(tls)) => Some(Action {
+                kind: crate::config::ActionKind::Forward,
+                targets,
+                tls,
+                protocol: None,
+                headers: Default::default(),
+                websocket: Default::default(),
+                load_balancing: Default::default(),
+            }),
             _ => None,
         }
     } else {

@@ -243,6 +243,8 @@ fn route_match(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteMatch> {
         client_ip: client_ip?,
         domains: domains?,
         tls_versions: tls_versions?,
+        path: None,
+        headers: Vec::new(),
     })
 }
 

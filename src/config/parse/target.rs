@@ -157,6 +157,7 @@ pub(super) fn target(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Target>
     Some(Target {
         hosts: hosts?,
         port: port?,
+        protocol: crate::config::TargetProtocol::H1,
     })
 }
 
