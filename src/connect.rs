@@ -40,7 +40,7 @@ impl Endpoint {
         }
     }
 
-    async fn connect(&self, local_port: u16) -> io::Result<TcpStream> {
+    pub async fn connect(&self, local_port: u16) -> io::Result<TcpStream> {
         let port = self.port_for(local_port);
         match &self.host {
             Host::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, port)).await,
@@ -73,7 +73,7 @@ pub struct ConnectFailed {
 }
 
 impl Endpoints {
-    pub fn new(targets: &[Target]) -> Endpoints {
+    pub fn new(targets: &[Target], _lb: &crate::config::LoadBalancing) -> Endpoints {
         let list = targets
             .iter()
             .flat_map(|t| {
@@ -129,4 +129,24 @@ impl Endpoints {
             last_error,
         })
     }
+}
+
+// Interim API, replaced by the load-balancing module.
+pub struct EndpointLease;
+impl Endpoints {
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+    pub fn get(&self, index: usize) -> Option<&Endpoint> {
+        self.list.get(index)
+    }
+    pub fn plan(&self, _client_ip: IpAddr) -> Vec<usize> {
+        let n = self.list.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|i| first.wrapping_add(i) % n).collect()
+    }
+    pub fn lease(&self, _index: usize) -> EndpointLease {
+        EndpointLease
+    }
+    pub fn report_connect(&self, _index: usize, _ok: bool) {}
 }

@@ -11,9 +11,9 @@
 //! ```
 
 pub mod config;
-pub mod http;
 mod conn;
 mod connect;
+pub mod http;
 mod listen;
 mod proxy;
 mod router;

@@ -73,6 +73,13 @@ impl Proxy {
             signals: CloseSignals::default(),
             registry: Arc::new(Registry::default()),
             max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+            http: crate::http::HttpSettings {
+                response_timeout: config.http_response_timeout,
+                headers_timeout: config.headers_timeout,
+                max_request_head: usize::try_from(config.max_request_head_size)
+                    .unwrap_or(usize::MAX),
+                trusted_proxies: config.trusted_proxies.clone(),
+            },
         });
         let stop_accepting = CancellationToken::new();
         let mut local_addrs = Vec::new();
@@ -150,6 +157,7 @@ impl Proxy {
     /// gracefulShutdownTimeout passes, then close the rest with FIN after flushing.
     pub async fn shutdown(&self) {
         self.stop_accepting().await;
+        self.shared.signals.draining.cancel();
         let drained = self.shared.registry.wait_idle();
         if self.graceful_timeout.is_zero() {
             drained.await;
@@ -175,6 +183,7 @@ impl Proxy {
 
     /// Tells every connection to close now; does not wait.
     pub fn abort_connections(&self) {
+        self.shared.signals.draining.cancel();
         self.shared.signals.abort.cancel();
         self.shared.signals.close.cancel();
     }

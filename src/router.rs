@@ -7,8 +7,12 @@ use std::sync::Arc;
 
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::{IpPattern, Route, TlsMode, TlsVersion};
+use crate::config::{
+    ActionKind, ActionProtocol, HeaderRules, IpPattern, Route, TlsMode, TlsVersion,
+    WebSocketOptions,
+};
 use crate::connect::Endpoints;
+use crate::http::upstream::Upstream;
 use crate::tls::certs::CertStore;
 use crate::tls::client_hello::ClientHello;
 
@@ -32,7 +36,17 @@ pub struct RouteEntry {
     /// As configured, for logs: `None` when the route has no `tls`.
     tls_mode: Option<TlsMode>,
     pub tls: TlsHandling,
-    pub endpoints: Endpoints,
+    pub endpoints: Arc<Endpoints>,
+    /// HTTP only: a case-sensitive glob over the path.
+    path: Option<String>,
+    /// HTTP only: lowercase name → case-insensitive glob over the value.
+    headers: Vec<(String, String)>,
+    pub action: ActionKind,
+    pub protocol: Option<ActionProtocol>,
+    pub header_rules: HeaderRules,
+    pub websocket: WebSocketOptions,
+    /// Pooled HTTP connections to the endpoints (forward routes only).
+    pub upstream: Option<Arc<Upstream>>,
 }
 
 /// What the proxy has read from the client when it picks a route.
@@ -61,17 +75,57 @@ impl RouteEntry {
         !self.domains.is_empty()
             || !self.tls_versions.is_empty()
             || !matches!(self.tls, TlsHandling::Forward)
+            || self.needs_http()
+    }
+
+    /// Only an HTTP request can match or be answered: path or header conditions, or an
+    /// action the proxy answers itself.
+    pub fn needs_http(&self) -> bool {
+        self.path.is_some() || !self.headers.is_empty() || self.action != ActionKind::Forward
+    }
+
+    pub fn terminates(&self) -> bool {
+        matches!(self.tls, TlsHandling::Terminate { .. })
+    }
+
+    /// On a plain (not TLS) connection this route is chosen per HTTP request.
+    fn serves_plain_http(&self) -> bool {
+        self.tls_mode.is_none() && self.tls_versions.is_empty()
+    }
+
+    fn matches_request(&self, client_ip: IpAddr, request: &HttpRequestFacts<'_>) -> bool {
+        self.ip_ok(client_ip)
+            && (self.domains.is_empty()
+                || request
+                    .host
+                    .is_some_and(|h| self.domains.iter().any(|d| glob_match(d, h))))
+            && self
+                .path
+                .as_deref()
+                .is_none_or(|p| glob_match_case(p, request.path))
+            && self.headers.iter().all(|(name, pattern)| {
+                request
+                    .headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .any(|v| v.to_str().is_ok_and(|v| glob_match(pattern, v)))
+            })
+    }
+
+    fn ip_ok(&self, client_ip: IpAddr) -> bool {
+        self.client_ip.is_empty() || self.client_ip.iter().any(|p| ip_matches(p, client_ip))
     }
 
     fn matches(&self, client_ip: IpAddr, first: FirstBytes<'_>) -> bool {
-        let ip_ok =
-            self.client_ip.is_empty() || self.client_ip.iter().any(|p| ip_matches(p, client_ip));
-        ip_ok
+        self.ip_ok(client_ip)
             && match first {
                 FirstBytes::NotRead => true,
                 // A route that names any TLS handling wants TLS; only plain routes take the rest.
                 FirstBytes::NotTls => !self.reads_first() && self.tls_mode.is_none(),
-                FirstBytes::Tls(hello) => self.matches_hello(hello),
+                // Without terminating, HTTP conditions and local answers cannot see inside TLS.
+                FirstBytes::Tls(hello) => {
+                    (self.terminates() || !self.needs_http()) && self.matches_hello(hello)
+                }
             }
     }
 
@@ -90,11 +144,21 @@ impl RouteEntry {
     }
 }
 
+/// What an HTTP request offers to route on.
+pub struct HttpRequestFacts<'a> {
+    /// Host or :authority without the port, lowercase.
+    pub host: Option<&'a str>,
+    pub path: &'a str,
+    pub headers: &'a http::HeaderMap,
+}
+
 /// The routes of one port.
 struct PortRoutes {
     routes: Vec<Arc<RouteEntry>>,
     /// Some route needs the ClientHello (SNI, version, termination) to decide.
     reads_first: bool,
+    /// Some route routes plaintext by Host, path or headers, or answers HTTP itself.
+    speaks_http: bool,
 }
 
 /// A route whose TLS settings could not be put in place at start.
@@ -120,7 +184,19 @@ impl Router {
         let mut by_port: BTreeMap<u16, PortRoutes> = BTreeMap::new();
         let mut next_cert = 0;
         for route in ordered {
-            let tls = tls_handling(route, certificates.as_ref(), &mut next_cert)?;
+            let (tls, backend_tls) = tls_handling(route, certificates.as_ref(), &mut next_cert)?;
+            let endpoints = Arc::new(Endpoints::new(
+                &route.action.targets,
+                &route.action.load_balancing,
+            ));
+            let upstream = match route.action.kind {
+                ActionKind::Forward => Some(Arc::new(Upstream::new(
+                    route,
+                    Arc::clone(&endpoints),
+                    backend_tls.as_ref(),
+                ))),
+                _ => None,
+            };
             let entry = Arc::new(RouteEntry {
                 name: route.name.clone(),
                 client_ip: route.matcher.client_ip.clone(),
@@ -128,14 +204,24 @@ impl Router {
                 tls_versions: route.matcher.tls_versions.clone(),
                 tls_mode: route.action.tls.as_ref().map(|t| t.mode),
                 tls,
-                endpoints: Endpoints::new(&route.action.targets),
+                endpoints,
+                path: route.matcher.path.clone(),
+                headers: route.matcher.headers.clone(),
+                action: route.action.kind.clone(),
+                protocol: route.action.protocol,
+                header_rules: route.action.headers.clone(),
+                websocket: route.action.websocket,
+                upstream,
             });
             for &port in &route.matcher.ports {
                 let port_routes = by_port.entry(port).or_insert_with(|| PortRoutes {
                     routes: Vec::new(),
                     reads_first: false,
+                    speaks_http: false,
                 });
                 port_routes.reads_first |= entry.reads_first();
+                port_routes.speaks_http |=
+                    entry.tls_mode.is_none() && (entry.needs_http() || !entry.domains.is_empty());
                 port_routes.routes.push(Arc::clone(&entry));
             }
         }
@@ -154,6 +240,39 @@ impl Router {
     /// once, which server-first protocols need).
     pub fn reads_first(&self, port: u16) -> bool {
         self.by_port.get(&port).is_some_and(|p| p.reads_first)
+    }
+
+    /// Whether plaintext on `port` that looks like HTTP goes to the HTTP engine.
+    pub fn speaks_http(&self, port: u16) -> bool {
+        self.by_port.get(&port).is_some_and(|p| p.speaks_http)
+    }
+
+    /// Every route (each once), for tasks that run beside the routes such as health checks.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<RouteEntry>> + '_ {
+        let mut seen = std::collections::HashSet::new();
+        self.by_port
+            .values()
+            .flat_map(|p| p.routes.iter())
+            .filter(move |r| seen.insert(Arc::as_ptr(r)))
+    }
+
+    /// The route for one HTTP request: on a terminated connection among the terminating
+    /// routes of the port, on a plain one among the routes without TLS.
+    pub fn select_http(
+        &self,
+        port: u16,
+        client_ip: IpAddr,
+        terminated: bool,
+        request: &HttpRequestFacts<'_>,
+    ) -> Option<&Arc<RouteEntry>> {
+        self.by_port.get(&port)?.routes.iter().find(|route| {
+            let kind_ok = if terminated {
+                route.terminates()
+            } else {
+                route.serves_plain_http()
+            };
+            kind_ok && route.matches_request(client_ip, request)
+        })
     }
 
     /// The certificates served by terminating routes, if any.
@@ -218,32 +337,40 @@ fn load_certificates(ordered: &[&Route]) -> Result<Option<Arc<CertStore>>, TlsSe
         })
 }
 
+/// How the route treats TLS, and the backend TLS settings when it re-encrypts.
 fn tls_handling(
     route: &Route,
     certificates: Option<&Arc<CertStore>>,
     next_cert: &mut usize,
-) -> Result<TlsHandling, TlsSetupError> {
+) -> Result<(TlsHandling, Option<Arc<rustls::ClientConfig>>), TlsSetupError> {
     let Some(tls) = route.action.tls.as_ref().filter(|_| terminates(route)) else {
-        return Ok(TlsHandling::Forward);
+        return Ok((TlsHandling::Forward, None));
     };
     let setup_error = |message: String| TlsSetupError {
         route: route.name.clone(),
         message,
     };
     let store = certificates.ok_or_else(|| setup_error("no certificate loaded".into()))?;
-    let acceptor = TlsAcceptor::from(store.server_config(*next_cert));
+    let mut server_config = rustls::ServerConfig::clone(&store.server_config(*next_cert));
     *next_cert += 1;
-    let reencrypt = match tls.mode {
-        TlsMode::TerminateAndReencrypt => Some(TlsConnector::from(
+    // Offered unless the route relays the plaintext as TCP; a client that picks neither
+    // is told apart by its first bytes.
+    if route.action.protocol != Some(ActionProtocol::Tcp) {
+        server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    let acceptor = TlsAcceptor::from(Arc::new(server_config));
+    let backend = match tls.mode {
+        TlsMode::TerminateAndReencrypt => Some(
             crate::tls::backend::client_config(tls.ca_file.as_deref(), tls.reject_unauthorized)
                 .map_err(setup_error)?,
-        )),
+        ),
         _ => None,
     };
-    Ok(TlsHandling::Terminate {
+    let handling = TlsHandling::Terminate {
         acceptor,
-        reencrypt,
-    })
+        reencrypt: backend.as_ref().map(|c| TlsConnector::from(Arc::clone(c))),
+    };
+    Ok((handling, backend))
 }
 
 fn ip_matches(pattern: &IpPattern, ip: IpAddr) -> bool {
@@ -256,8 +383,15 @@ fn ip_matches(pattern: &IpPattern, ip: IpAddr) -> bool {
 /// Case-insensitive glob over the whole text: `*` matches any run of characters (dots
 /// included), everything else matches itself.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p = pattern.as_bytes();
-    let t = text.as_bytes();
+    glob(pattern.as_bytes(), text.as_bytes(), true)
+}
+
+/// As `glob_match`, but case-sensitive (paths).
+pub fn glob_match_case(pattern: &str, text: &str) -> bool {
+    glob(pattern.as_bytes(), text.as_bytes(), false)
+}
+
+fn glob(p: &[u8], t: &[u8], ignore_case: bool) -> bool {
     let (mut pi, mut ti) = (0, 0);
     // Where the last `*` was and which text position it currently swallows up to.
     let mut star: Option<(usize, usize)> = None;
@@ -267,7 +401,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(&c) if c.eq_ignore_ascii_case(&t[ti]) => {
+            Some(&c) if c == t[ti] || (ignore_case && c.eq_ignore_ascii_case(&t[ti])) => {
                 pi += 1;
                 ti += 1;
             }
@@ -301,6 +435,9 @@ mod tests {
         assert!(!glob_match("a", ""));
         assert!(glob_match("a*b*c", "aXXbYYc"));
         assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(glob_match_case("/api/*", "/api/v1/users"));
+        assert!(!glob_match_case("/api/*", "/API/v1"));
+        assert!(!glob_match_case("/api/*", "/api"));
     }
 
     proptest! {

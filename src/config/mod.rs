@@ -111,7 +111,10 @@ pub struct Action {
 pub enum ActionKind {
     Forward,
     /// `to` may hold the templates `{domain} {clientIp} {path} {query} {port}`.
-    Redirect { to: String, status: u16 },
+    Redirect {
+        to: String,
+        status: u16,
+    },
     Respond {
         status: u16,
         body: String,

@@ -71,13 +71,17 @@ pub enum CloseReason {
     NotTls,
     /// The client's TLS handshake with a terminating route failed.
     TlsHandshakeFailed,
+    /// The client sent a request the HTTP engine refused as malformed (400, 431).
+    BadRequest,
+    /// A WebSocket client answered no ping within websocket.pingTimeout.
+    PingTimeout,
     Limit,
     Blocked,
     Shutdown,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 15] = [
+    pub const ALL: [CloseReason; 17] = [
         CloseReason::ClientFin,
         CloseReason::BackendFin,
         CloseReason::ClientReset,
@@ -90,6 +94,8 @@ impl CloseReason {
         CloseReason::NoRoute,
         CloseReason::NotTls,
         CloseReason::TlsHandshakeFailed,
+        CloseReason::BadRequest,
+        CloseReason::PingTimeout,
         CloseReason::Limit,
         CloseReason::Blocked,
         CloseReason::Shutdown,
@@ -114,6 +120,8 @@ impl CloseReason {
             CloseReason::NoRoute => "no_route",
             CloseReason::NotTls => "not_tls",
             CloseReason::TlsHandshakeFailed => "tls_handshake_failed",
+            CloseReason::BadRequest => "bad_request",
+            CloseReason::PingTimeout => "ping_timeout",
             CloseReason::Limit => "limit",
             CloseReason::Blocked => "blocked",
             CloseReason::Shutdown => "shutdown",

@@ -3,7 +3,7 @@
 
 mod first_bytes;
 pub mod lifecycle;
-mod prefixed;
+pub(crate) mod prefixed;
 pub mod registry;
 pub mod relay;
 mod tls;
@@ -18,6 +18,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::config::ActionProtocol;
+use crate::http::detect::{self, Detected};
+use crate::http::{ClientStream, ConnInfo as HttpConnInfo, Protocol as HttpProtocol};
 use crate::router::{FirstBytes, RouteEntry, Router, TlsHandling};
 use crate::tls::TlsVersion;
 use crate::tls::client_hello::ClientHello;
@@ -67,6 +70,7 @@ pub struct Shared {
     pub signals: CloseSignals,
     pub registry: Arc<Registry>,
     pub max_connections: usize,
+    pub http: crate::http::HttpSettings,
 }
 
 /// The facts logged when a connection ends.
@@ -138,7 +142,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Accepted) {
 }
 
 async fn route_and_relay(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     mut client: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
@@ -178,6 +182,36 @@ async fn route_and_relay(
         Sniffed::Tls(hello) => (Some(hello), FirstBytes::Tls(hello)),
         Sniffed::NotTls => (None, FirstBytes::NotTls),
     };
+    if hello.is_none() && shared.router.speaks_http(port) {
+        let detecting = detect::read_until_known(&mut client, &mut prefix, shared.max_pending);
+        let protocol = match shared.bounded(at, deadline, detecting).await {
+            Ok(Ok(Detected::Http1)) => Some(HttpProtocol::Http1),
+            Ok(Ok(Detected::Http2)) => Some(HttpProtocol::Http2),
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                return ConnEnd {
+                    error: Some(e.kind()),
+                    ..ConnEnd::new(CloseReason::ClientReset)
+                };
+            }
+            Err(reason) => {
+                shared.close_unrelayed(&mut client, None).await;
+                return ConnEnd::new(reason);
+            }
+        };
+        if let Some(protocol) = protocol {
+            let info = HttpConnInfo {
+                id,
+                peer,
+                local,
+                at,
+                terminated: false,
+                sni: None,
+            };
+            let stream: ClientStream = Box::new(Prefixed::new(prefix, client));
+            return http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await);
+        }
+    }
     let sni = hello.and_then(|h| h.server_name.clone());
     let Some(route) = shared.router.select(port, client_ip, first) else {
         let end = match hello {
@@ -215,14 +249,94 @@ async fn route_and_relay(
             }
             match accept_tls(shared, acceptor, client, at, deadline).await {
                 Ok(client) => {
+                    let info = HttpConnInfo {
+                        id,
+                        peer,
+                        local,
+                        at,
+                        terminated: true,
+                        sni: sni.clone(),
+                    };
                     let reencrypt = reencrypt.as_ref().map(|c| (c, sni.as_deref()));
-                    connect_and_relay(shared, route, client, port, at, id, reencrypt).await
+                    after_handshake(shared, route, client, info, deadline, reencrypt).await
                 }
                 Err(end) => end.with_route(route),
             }
         }
     };
     ConnEnd { sni, ..end }
+}
+
+/// After a terminating handshake: HTTP when ALPN says so, when the route forces it, or when
+/// the first plaintext bytes are an HTTP request; otherwise the plaintext is relayed as TCP.
+async fn after_handshake(
+    shared: &Arc<Shared>,
+    route: &Arc<RouteEntry>,
+    mut client: TlsSide<Prefixed<TcpStream>>,
+    info: HttpConnInfo,
+    deadline: StepDeadline,
+    reencrypt: Option<(&TlsConnector, Option<&str>)>,
+) -> ConnEnd {
+    let (at, id, port) = (info.at, info.id, info.local.port());
+    let alpn = match &client.0 {
+        tokio_rustls::TlsStream::Server(s) => s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
+        tokio_rustls::TlsStream::Client(_) => None,
+    };
+    let forced = route.protocol == Some(ActionProtocol::Http) || route.needs_http();
+    let protocol = match alpn.as_deref() {
+        Some(b"h2") => Some(HttpProtocol::Http2),
+        Some(b"http/1.1") => Some(HttpProtocol::Http1),
+        _ if route.protocol == Some(ActionProtocol::Tcp) && !forced => None,
+        _ => {
+            let mut prefix = Vec::new();
+            let detecting = detect::read_until_known(&mut client, &mut prefix, shared.max_pending);
+            let detected = match shared.bounded(at, deadline, detecting).await {
+                Ok(Ok(detected)) => detected,
+                Ok(Err(e)) => {
+                    return ConnEnd {
+                        error: Some(e.kind()),
+                        ..ConnEnd::new(CloseReason::ClientReset).with_route(route)
+                    };
+                }
+                Err(reason) => {
+                    shared.close_unrelayed(&mut client, None).await;
+                    return ConnEnd::new(reason).with_route(route);
+                }
+            };
+            let client = Prefixed::new(prefix, client);
+            let protocol = match detected {
+                Detected::Http2 => HttpProtocol::Http2,
+                Detected::Http1 => HttpProtocol::Http1,
+                // hyper answers what it cannot parse with 400.
+                _ if forced => HttpProtocol::Http1,
+                _ => {
+                    return connect_and_relay(shared, route, client, port, at, id, reencrypt).await;
+                }
+            };
+            let stream: ClientStream = Box::new(client);
+            return http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await);
+        }
+    };
+    match protocol {
+        Some(protocol) => {
+            let stream: ClientStream = Box::new(client);
+            http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await)
+        }
+        None => connect_and_relay(shared, route, client, port, at, id, reencrypt).await,
+    }
+}
+
+fn http_end(end: crate::http::HttpEnd) -> ConnEnd {
+    ConnEnd {
+        route: end.route,
+        sni: None,
+        backend: end.backend,
+        reason: end.reason,
+        error: end.error,
+        detail: end.detail,
+        client_to_backend: end.client_to_backend,
+        backend_to_client: end.backend_to_client,
+    }
 }
 
 /// Why a terminating route cannot serve this ClientHello: it offers nothing it may negotiate.

@@ -51,6 +51,24 @@ pub trait RelayStream: AsyncRead + AsyncWrite + Unpin + Send {
     }
 }
 
+impl<S: RelayStream + ?Sized> RelayStream for Box<S> {
+    fn reset_on_close(&self) {
+        (**self).reset_on_close();
+    }
+
+    fn take_error(&self) -> Option<io::Error> {
+        (**self).take_error()
+    }
+
+    fn unsent_bytes(&self) -> usize {
+        (**self).unsent_bytes()
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
+    }
+}
+
 impl RelayStream for TcpStream {
     fn reset_on_close(&self) {
         // SO_LINGER 0: close() discards unsent data and sends RST. Failure only means a FIN.
@@ -100,6 +118,8 @@ pub struct RelayEnd {
 /// operator asked for everything to close now.
 #[derive(Clone, Default)]
 pub struct CloseSignals {
+    /// Shutdown began: HTTP connections close once idle (in-flight requests finish).
+    pub draining: CancellationToken,
     pub close: CancellationToken,
     pub abort: CancellationToken,
 }
@@ -551,6 +571,10 @@ where
             client.reset_on_close();
             backend.reset_on_close();
             let reason = match side {
+                // A WebSocket client that stopped answering pings.
+                Side::Client if crate::http::ws_ping::is_ping_timeout(&e) => {
+                    CloseReason::PingTimeout
+                }
                 Side::Client => CloseReason::ClientReset,
                 Side::Backend => CloseReason::BackendReset,
             };

@@ -2,6 +2,7 @@
 //! clients, and the checks every lifecycle test needs (live count, close reasons, open files).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod http;
 pub mod tls;
 
 use std::future::Future;
