@@ -150,9 +150,11 @@ async fn one_connection(
             let _ = s.shutdown().await;
             let _ = s.read_to_end(&mut Vec::new()).await;
         }
-        // Terminated, then the backend cannot be reached.
+        // Terminated, then the backend cannot be reached (the first plaintext bytes, not
+        // HTTP, make it a TCP stream).
         9 => {
             let mut s = tls_connect(port, "gone.test", client).await.expect("gone");
+            let _ = s.write_all(b"hello\n").await;
             let _ = s.read_to_end(&mut Vec::new()).await;
         }
         // The whole ClientHello, then a reset in the middle of the handshake.
