@@ -24,7 +24,8 @@ async fn terminating_proxy(ca: &TestCa) -> (u16, smartproxy::Proxy) {
     let (a, _) = echo_http_backend("a").await;
     let (b, _) = echo_http_backend("b").await;
     let leaf = ca.leaf(&["a.test", "b.test"]);
-    let tls = json!({"mode": "terminate", "certificate": {"cert": leaf.cert_pem, "key": leaf.key_pem}});
+    let tls =
+        json!({"mode": "terminate", "certificate": {"cert": leaf.cert_pem, "key": leaf.key_pem}});
     let port = free_port();
     let proxy = start_proxy(routes_config(
         vec![
@@ -41,7 +42,9 @@ async fn terminating_proxy(ca: &TestCa) -> (u16, smartproxy::Proxy) {
 async fn alpn_h2_serves_http2_and_routes_each_request_by_authority() {
     let ca = TestCa::new("http-tls");
     let (port, proxy) = terminating_proxy(&ca).await;
-    let stream = tls_connect(port, "a.test", with_alpn(&ca, &[b"h2"])).await.expect("handshake");
+    let stream = tls_connect(port, "a.test", with_alpn(&ca, &[b"h2"]))
+        .await
+        .expect("handshake");
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
@@ -69,7 +72,9 @@ async fn alpn_http11_and_no_alpn_both_reach_the_http_engine() {
     let ca = TestCa::new("http-tls");
     let (port, proxy) = terminating_proxy(&ca).await;
     for alpn in [&[&b"http/1.1"[..]][..], &[]] {
-        let stream = tls_connect(port, "b.test", with_alpn(&ca, alpn)).await.expect("handshake");
+        let stream = tls_connect(port, "b.test", with_alpn(&ca, alpn))
+            .await
+            .expect("handshake");
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("h1");

@@ -22,11 +22,11 @@ async fn ws_echo_backend() -> u16 {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut path = String::new();
-                let callback = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                                resp| {
-                    path = req.uri().to_string();
-                    Ok(resp)
-                };
+                let callback =
+                    |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                        path = req.uri().to_string();
+                        Ok(resp)
+                    };
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                     return;
                 };
@@ -60,7 +60,9 @@ async fn http1_upgrade_is_relayed_and_ends_with_the_relays_reason() {
     let backend = ws_echo_backend().await;
     let port = free_port();
     let proxy = start_proxy(ws_config(port, backend)).await;
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     let (mut ws, response) =
         tokio_tungstenite::client_async(format!("ws://ws.test:{port}/chat?room=1"), stream)
             .await
@@ -70,14 +72,17 @@ async fn http1_upgrade_is_relayed_and_ends_with_the_relays_reason() {
     let reply = ws.next().await.expect("reply").expect("message");
     assert_eq!(reply, Message::text("/chat?room=1"));
     let big = vec![7u8; 300_000];
-    ws.send(Message::binary(big.clone())).await.expect("send big");
+    ws.send(Message::binary(big.clone()))
+        .await
+        .expect("send big");
     let echoed = ws.next().await.expect("echo").expect("message");
     assert_eq!(echoed.into_data().as_ref(), &big[..]);
     ws.close(None).await.expect("close");
     while let Some(Ok(_)) = ws.next().await {}
     drop(ws);
     wait_no_live(&proxy).await;
-    let clean = proxy.closed_with(CloseReason::ClientFin) + proxy.closed_with(CloseReason::BackendFin);
+    let clean =
+        proxy.closed_with(CloseReason::ClientFin) + proxy.closed_with(CloseReason::BackendFin);
     assert_eq!(clean, 1, "the tunnel ends like any relayed connection");
 }
 
@@ -86,7 +91,9 @@ async fn http2_extended_connect_is_relayed() {
     let backend = ws_echo_backend().await;
     let port = free_port();
     let proxy = start_proxy(ws_config(port, backend)).await;
-    let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
         TokioExecutor::new(),
         TokioIo::new(stream),
@@ -103,7 +110,10 @@ async fn http2_extended_connect_is_relayed() {
     request
         .extensions_mut()
         .insert(hyper::ext::Protocol::from_static("websocket"));
-    let response = sender.send_request(request).await.expect("CONNECT answered");
+    let response = sender
+        .send_request(request)
+        .await
+        .expect("CONNECT answered");
     assert_eq!(response.status(), 200);
     let upgraded = hyper::upgrade::on(response).await.expect("upgraded stream");
     let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
@@ -116,7 +126,10 @@ async fn http2_extended_connect_is_relayed() {
     let reply = ws.next().await.expect("reply").expect("message");
     assert_eq!(reply, Message::text("/h2chat"));
     ws.send(Message::text("hello")).await.expect("send");
-    assert_eq!(ws.next().await.expect("echo").expect("msg"), Message::text("hello"));
+    assert_eq!(
+        ws.next().await.expect("echo").expect("msg"),
+        Message::text("hello")
+    );
     drop(ws);
     drop(sender);
     wait_no_live(&proxy).await;
