@@ -118,6 +118,17 @@ impl Proxy {
         self.shared.registry.live()
     }
 
+    /// Idle pooled HTTP connections to backends: the only sockets that may outlive the client
+    /// connections that opened them (each closes after 90 s idle).
+    pub fn idle_backend_connections(&self) -> usize {
+        self.shared
+            .router
+            .routes()
+            .filter_map(|r| r.upstream.as_ref())
+            .map(|u| u.idle_connections())
+            .sum()
+    }
+
     /// Connections accepted since start.
     pub fn total_connections(&self) -> u64 {
         self.shared.registry.total()

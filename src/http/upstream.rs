@@ -327,6 +327,30 @@ impl Upstream {
         &self.endpoints
     }
 
+    /// Pooled connections open and carrying nothing right now.
+    pub fn idle_connections(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|slot| {
+                let h1 = slot
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .filter(|c| !c.sender.is_closed())
+                    .count();
+                let h2 = slot
+                    .h2
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                    .filter(|c| !c.sender.is_closed() && c.state.lock().busy == 0)
+                    .map_or(0, |_| 1);
+                h1 + h2
+            })
+            .sum()
+    }
+
     pub fn re_encrypts(&self) -> bool {
         self.tls.is_some()
     }

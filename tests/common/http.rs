@@ -43,8 +43,17 @@ pub async fn echo_http_backend(name: &'static str) -> (u16, Arc<AtomicUsize>) {
     (port, count)
 }
 
+/// `?delay=MS` holds the answer back that long.
 async fn describe(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
+    let delay = parts
+        .uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("delay=")))
+        .and_then(|ms| ms.parse::<u64>().ok());
+    if let Some(ms) = delay {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let len = body
         .collect()
         .await
