@@ -89,6 +89,18 @@ impl Proxy {
             let watch = Arc::clone(certificates).watch(stop_accepting.clone());
             accept_tasks.push(tokio::spawn(watch));
         }
+        for route in shared.router.routes() {
+            let reencrypt = match &route.tls {
+                crate::router::TlsHandling::Terminate { reencrypt, .. } => reencrypt.clone(),
+                crate::router::TlsHandling::Forward => None,
+            };
+            if let Some(checks) = route
+                .endpoints
+                .start_health_checks(reencrypt, stop_accepting.clone())
+            {
+                accept_tasks.push(checks);
+            }
+        }
         for listener in listeners {
             if let Ok(addr) = listener.local_addr() {
                 local_addrs.push(addr);

@@ -175,9 +175,9 @@ pub enum Algorithm {
     IpHash,
 }
 
-/// `loadBalancing.healthCheck`: an HTTP GET of `path` on every endpoint each `interval`; a
-/// connect failure, a timeout or a status of 500 and above marks the endpoint down until a check
-/// passes again.
+/// `loadBalancing.healthCheck`: an HTTP GET of `path` on every endpoint each `interval`; a 2xx
+/// or 3xx status marks it up, anything else (another status, a connect failure, a timeout)
+/// marks it down until a check passes again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
     pub path: String,

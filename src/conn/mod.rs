@@ -9,7 +9,7 @@ pub mod relay;
 mod tls;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,7 +156,7 @@ async fn route_and_relay(
             shared.close_unrelayed(&mut client, None).await;
             return ConnEnd::new(CloseReason::NoRoute);
         };
-        return connect_and_relay(shared, route, client, port, at, id, None).await;
+        return connect_and_relay(shared, route, client, (client_ip, port), at, id, None).await;
     }
 
     // The first bytes decide; all of them are kept for the backend or the TLS acceptor.
@@ -230,7 +230,9 @@ async fn route_and_relay(
     };
     let client = Prefixed::new(prefix, client);
     let end = match &route.tls {
-        TlsHandling::Forward => connect_and_relay(shared, route, client, port, at, id, None).await,
+        TlsHandling::Forward => {
+            connect_and_relay(shared, route, client, (client_ip, port), at, id, None).await
+        }
         TlsHandling::Terminate {
             acceptor,
             reencrypt,
@@ -277,7 +279,8 @@ async fn after_handshake(
     deadline: StepDeadline,
     reencrypt: Option<(&TlsConnector, Option<&str>)>,
 ) -> ConnEnd {
-    let (at, id, port) = (info.at, info.id, info.local.port());
+    let (at, id) = (info.at, info.id);
+    let to = (info.peer.ip().to_canonical(), info.local.port());
     let alpn = match &client.0 {
         tokio_rustls::TlsStream::Server(s) => s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
         tokio_rustls::TlsStream::Client(_) => None,
@@ -310,7 +313,7 @@ async fn after_handshake(
                 // hyper answers what it cannot parse with 400.
                 _ if forced => HttpProtocol::Http1,
                 _ => {
-                    return connect_and_relay(shared, route, client, port, at, id, reencrypt).await;
+                    return connect_and_relay(shared, route, client, to, at, id, reencrypt).await;
                 }
             };
             let stream: ClientStream = Box::new(client);
@@ -322,7 +325,7 @@ async fn after_handshake(
             let stream: ClientStream = Box::new(client);
             http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await)
         }
-        None => connect_and_relay(shared, route, client, port, at, id, reencrypt).await,
+        None => connect_and_relay(shared, route, client, to, at, id, reencrypt).await,
     }
 }
 
@@ -377,14 +380,17 @@ async fn connect_and_relay<C: RelayStream>(
     shared: &Shared,
     route: &Arc<RouteEntry>,
     mut client: C,
-    port: u16,
+    (client_ip, port): (IpAddr, u16),
     at: Instant,
     id: u64,
     reencrypt: Option<(&TlsConnector, Option<&str>)>,
 ) -> ConnEnd {
-    let connecting = route.endpoints.connect(port, shared.connect_timeout);
+    let connecting = route
+        .endpoints
+        .connect(port, client_ip, shared.connect_timeout);
+    // The lease counts the connection for least-connections while it lives.
     let (backend, endpoint) = match shared.bounded(at, None, connecting).await {
-        Ok(Ok(connected)) => connected,
+        Ok(Ok(connected)) => (connected.stream, connected.lease),
         Ok(Err(failed)) => {
             tracing::debug!(
                 conn = id, route = %route.name, attempts = failed.attempts,
