@@ -8,15 +8,38 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-/// Held until a streamed body is dropped: the endpoint's least-connections lease and the
-/// backend connection's busy mark.
-pub type Hold = Box<dyn Send + Sync>;
+/// What lives as long as a streamed body: the endpoint's least-connections lease, the backend
+/// connection's busy mark, or the connection itself to put back in the pool once the body has
+/// been read to its end.
+pub trait BodyHold: Send + Sync {
+    /// `complete`: the body was read to its end (a connection may be reused).
+    fn finished(self: Box<Self>, complete: bool);
+}
+
+pub type Hold = Box<dyn BodyHold>;
+
+/// Anything that only needs dropping.
+pub struct Keep<T>(pub T);
+
+impl<T: Send + Sync> BodyHold for Keep<T> {
+    fn finished(self: Box<Self>, _complete: bool) {}
+}
 
 pub enum ProxyBody {
     /// Written by the proxy; `None` once sent (or empty from the start).
     Full(Option<Bytes>),
     /// Streamed as it arrives, never buffered whole.
-    Stream { body: Incoming, _hold: Option<Hold> },
+    Stream { body: Incoming, hold: Option<Hold> },
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let ProxyBody::Stream { body, hold } = self
+            && let Some(hold) = hold.take()
+        {
+            hold.finished(body.is_end_stream());
+        }
+    }
 }
 
 impl ProxyBody {
@@ -34,13 +57,13 @@ impl ProxyBody {
     }
 
     pub fn stream(body: Incoming) -> ProxyBody {
-        ProxyBody::Stream { body, _hold: None }
+        ProxyBody::Stream { body, hold: None }
     }
 
     pub fn held(body: Incoming, hold: Hold) -> ProxyBody {
         ProxyBody::Stream {
             body,
-            _hold: Some(hold),
+            hold: Some(hold),
         }
     }
 }
@@ -55,7 +78,15 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBody::Stream { body, .. } => Pin::new(body).poll_frame(cx),
+            ProxyBody::Stream { body, hold } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                if let Poll::Ready(None) = polled
+                    && let Some(hold) = hold.take()
+                {
+                    hold.finished(true);
+                }
+                polled
+            }
         }
     }
 

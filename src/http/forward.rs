@@ -9,7 +9,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::ProxyBody;
+use super::body::{Keep, ProxyBody};
 use super::headers::{self, Forwarded, Templates};
 use super::service::RequestFacts;
 use super::upstream::{Checkout, ConnectSettings, Sender, Upstream, UpstreamError, Want};
@@ -174,21 +174,11 @@ pub async fn forward(
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::apply_rules(&mut parts.headers, &route.header_rules.response, templates);
-        let Checkout {
-            sender,
-            busy,
-            backend,
-            sni: pooled_sni,
-            ..
-        } = checkout;
-        let body = match sender {
-            Sender::H1(sender) => {
-                upstream.checkin_when_ready(index, sender, busy, pooled_sni, backend);
-                ProxyBody::held(body, Box::new(lease))
-            }
-            Sender::H2(_) => ProxyBody::held(body, Box::new((lease, busy))),
+        let hold = match checkout.sender {
+            Sender::H1(_) => upstream.return_on_end(index, checkout, lease),
+            Sender::H2(_) => Box::new(Keep((lease, checkout.busy))),
         };
-        return Response::from_parts(parts, body);
+        return Response::from_parts(parts, ProxyBody::held(body, hold));
     }
 }
 

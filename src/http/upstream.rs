@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use super::body::ProxyBody;
+use super::body::{BodyHold, Hold, ProxyBody};
 use crate::config::{Route, TargetProtocol};
 use crate::conn::SocketOptions;
 use crate::conn::relay::RelayStream;
@@ -441,54 +441,88 @@ impl Upstream {
             }
         }
         let mut idle = slot.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(position) = idle.iter().rposition(|c| c.sni.as_ref() == sni) {
-            let conn = idle.swap_remove(position);
-            if conn.sender.is_ready() && conn.state.enter() {
-                return Some(Checkout {
-                    sender: Sender::H1(conn.sender),
-                    busy: Busy(conn.state),
-                    reused: true,
-                    backend: conn.backend,
-                    sni: conn.sni,
-                });
-            }
-        }
-        None
+        // Closed ones go; the newest ready one is taken. One whose response end hyper has not
+        // processed yet stays for the next request.
+        idle.retain(|c| !c.sender.is_closed());
+        let position = idle
+            .iter()
+            .rposition(|c| c.sni.as_ref() == sni && c.sender.is_ready())?;
+        let conn = idle.swap_remove(position);
+        conn.state.enter().then(|| Checkout {
+            sender: Sender::H1(conn.sender),
+            busy: Busy(conn.state),
+            reused: true,
+            backend: conn.backend,
+            sni: conn.sni,
+        })
     }
 
-    /// Puts an HTTP/1.1 connection back once its response has been read to the end.
-    pub fn checkin_when_ready(
+    /// The body hold of a response from an HTTP/1.1 connection: back to the pool when the body
+    /// was read to its end, closed otherwise.
+    pub fn return_on_end(
         self: &Arc<Self>,
         index: usize,
-        mut sender: http1::SendRequest<ProxyBody>,
+        checkout: Checkout,
+        lease: Option<crate::connect::EndpointLease>,
+    ) -> Hold {
+        Box::new(ReturnOnEnd {
+            upstream: Arc::clone(self),
+            index,
+            checkout,
+            _lease: lease,
+        })
+    }
+}
+
+struct ReturnOnEnd {
+    upstream: Arc<Upstream>,
+    index: usize,
+    checkout: Checkout,
+    _lease: Option<crate::connect::EndpointLease>,
+}
+
+impl BodyHold for ReturnOnEnd {
+    fn finished(self: Box<Self>, complete: bool) {
+        let ReturnOnEnd {
+            upstream,
+            index,
+            checkout,
+            ..
+        } = *self;
+        if let (true, Sender::H1(sender)) = (complete, checkout.sender) {
+            upstream.checkin(index, sender, checkout.busy, checkout.sni, checkout.backend);
+        }
+    }
+}
+
+impl Upstream {
+
+    /// Puts an HTTP/1.1 connection back; it takes the next request once hyper has seen the end
+    /// of the response (checked at checkout).
+    fn checkin(
+        &self,
+        index: usize,
+        sender: http1::SendRequest<ProxyBody>,
         busy: Busy,
         sni: Option<ServerName<'static>>,
         backend: Option<std::net::SocketAddr>,
     ) {
-        let upstream = Arc::clone(self);
-        tokio::spawn(async move {
-            // Resolves when the connection can take the next request; fails if it closed or
-            // was upgraded.
-            if sender.ready().await.is_err() {
-                return;
-            }
-            let state = Arc::clone(&busy.0);
-            let Some(slot) = upstream.slots.get(index) else {
-                return;
-            };
-            let mut idle = slot.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() >= MAX_IDLE_PER_ENDPOINT {
-                return;
-            }
-            idle.push(IdleH1 {
-                sender,
-                state,
-                sni,
-                backend,
-            });
-            drop(idle);
-            drop(busy);
+        let Some(slot) = self.slots.get(index) else {
+            return;
+        };
+        let state = Arc::clone(&busy.0);
+        let mut idle = slot.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() >= MAX_IDLE_PER_ENDPOINT || sender.is_closed() {
+            return;
+        }
+        idle.push(IdleH1 {
+            sender,
+            state,
+            sni,
+            backend,
         });
+        drop(idle);
+        drop(busy);
     }
 
     async fn connect(

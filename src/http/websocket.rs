@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 
-use super::body::ProxyBody;
+use super::body::{Keep, ProxyBody};
 use super::forward::{self, Connected};
 use super::headers::{self, Templates};
 use super::service::RequestFacts;
@@ -121,7 +121,7 @@ pub async fn forward(
         headers::apply_rules(&mut parts.headers, &route.header_rules.response, templates);
         return Response::from_parts(
             parts,
-            ProxyBody::held(body, Box::new((lease, checkout.busy))),
+            ProxyBody::held(body, Box::new(Keep((lease, checkout.busy)))),
         );
     }
     let mut backend_response = Response::from_parts(parts, ());
