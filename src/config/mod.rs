@@ -46,7 +46,8 @@ pub struct Config {
     /// Longest time a client may take to send a request head (and the longest an HTTP/1.1
     /// keep-alive connection waits for its next request); `headersTimeout`, zero = none.
     pub headers_timeout: Duration,
-    /// Peers whose X-Forwarded-For chain is kept and appended to.
+    /// Peers whose X-Forwarded-For chain is kept and appended to. Host bits are cleared, and
+    /// IPv4-mapped IPv6 networks are stored as the IPv4 networks they name.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
@@ -78,9 +79,11 @@ pub struct RouteMatch {
     pub domains: Vec<String>,
     /// Highest version the ClientHello offers must be one of these; empty = any.
     pub tls_versions: Vec<TlsVersion>,
-    /// HTTP only: a case-sensitive glob over the request path (without the query).
+    /// HTTP only: a case-sensitive glob over the request path (without the query); starts with
+    /// `/` or `*`.
     pub path: Option<String>,
-    /// HTTP only: lowercase header name → case-insensitive glob its value must match.
+    /// HTTP only: lowercase header name → case-insensitive glob its value must match. Sorted by
+    /// name, each name once; empty = any request.
     pub headers: Vec<(String, String)>,
 }
 
@@ -99,18 +102,23 @@ pub struct Action {
     /// `None`: TLS connections that match are forwarded untouched, like passthrough.
     pub tls: Option<RouteTls>,
     /// `action.protocol`: on terminated TLS, `tcp` relays the plaintext at once and `http`
-    /// forces the HTTP engine; `None` lets ALPN and the first plaintext bytes decide.
+    /// forces the HTTP engine; `None` lets ALPN and the first plaintext bytes decide. Always
+    /// `None` without a terminating `tls` (the key is ignored there, with a warning).
     pub protocol: Option<ActionProtocol>,
-    /// `action.headers`: request and response header rules (HTTP only).
+    /// `action.headers`: request and response header rules (HTTP only). Empty unless the kind is
+    /// `Forward` and the route can carry HTTP the proxy reads.
     pub headers: HeaderRules,
+    /// The defaults unless the kind is `Forward`; pings only on routes the proxy reads as HTTP.
     pub websocket: WebSocketOptions,
+    /// The default unless the kind is `Forward`.
     pub load_balancing: LoadBalancing,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActionKind {
     Forward,
-    /// `to` may hold the templates `{domain} {clientIp} {path} {query} {port}`.
+    /// `to` is an absolute URL or a path starting with `/`, and may hold the templates
+    /// `{domain} {clientIp} {path} {query} {port}`; `status` is 301, 302, 303, 307 or 308.
     Redirect {
         to: String,
         status: u16,
@@ -118,7 +126,8 @@ pub enum ActionKind {
     Respond {
         status: u16,
         body: String,
-        /// Header name → value (templates allowed); content-type defaults to text/plain.
+        /// Lowercase header name → value (templates allowed), sorted by name, each name once;
+        /// content-type defaults to text/plain.
         headers: Vec<(String, String)>,
     },
     /// Closes the connection; on HTTP, answers 403 and then closes.
@@ -131,7 +140,11 @@ pub enum ActionProtocol {
     Http,
 }
 
-/// Header rules in config order: a value sets the header (templates allowed), `None` removes it.
+/// Header rules: a value sets the header (templates allowed), `None` removes it. Each list is
+/// sorted by name and holds each name once, so the rules never depend on one another's order.
+/// Names are never framing or hop-by-hop headers (`connection`, `content-length`, `keep-alive`,
+/// `proxy-connection`, `te`, `trailer`, `transfer-encoding`, `upgrade`); values hold no control
+/// characters other than tab, and only the templates `{domain} {clientIp} {path} {query} {port}`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HeaderRules {
     /// Lowercase header name → value.
@@ -146,7 +159,8 @@ pub struct WebSocketOptions {
     pub enabled: bool,
     /// Ping the client this often after the upgrade; zero = off (the default).
     pub ping_interval: Duration,
-    /// A client that sends nothing for this long after a ping is closed.
+    /// A client that sends nothing for this long after a ping is closed; never zero while
+    /// `ping_interval` is set.
     pub ping_timeout: Duration,
 }
 
@@ -177,7 +191,8 @@ pub enum Algorithm {
 
 /// `loadBalancing.healthCheck`: an HTTP GET of `path` on every endpoint each `interval`; a 2xx
 /// or 3xx status marks it up, anything else (another status, a connect failure, a timeout)
-/// marks it down until a check passes again.
+/// marks it down until a check passes again. `path` starts with `/`; `interval` and `timeout` are never zero, and `timeout`
+/// is at most `interval`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
     pub path: String,

@@ -496,7 +496,6 @@ impl BodyHold for ReturnOnEnd {
 }
 
 impl Upstream {
-
     /// Puts an HTTP/1.1 connection back; it takes the next request once hyper has seen the end
     /// of the response (checked at checkout).
     fn checkin(

@@ -766,7 +766,7 @@ mod tests {
         assert!(!alive.relay.is_finished());
 
         let (end, elapsed, _backend) = reader.await.unwrap();
-        assert_eq!(end.reason, CloseReason::ClientReset);
+        assert_eq!(end.reason, CloseReason::PingTimeout);
         assert_eq!(end.error, Some(io::ErrorKind::TimedOut));
         assert!(elapsed >= interval + timeout, "{elapsed:?}");
         assert!(elapsed < interval + timeout + GENEROUS, "{elapsed:?}");

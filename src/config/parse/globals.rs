@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::ip::ip_list;
+use super::ip::{ip_list, trusted_proxies};
 use super::routes::route;
 use super::tree::{
     Ctx, check_keys, expect_bool, expect_choice, expect_count, expect_duration, expect_object,
     expect_size, expect_str,
 };
 use super::{
-    WITH_ACME, WITH_ADMIN, WITH_ADMISSION, WITH_DEFAULTS, WITH_HTTP, WITH_METRICS,
-    WITH_PROXY_PROTOCOL,
+    WITH_ACME, WITH_ADMIN, WITH_ADMISSION, WITH_DEFAULTS, WITH_METRICS, WITH_PROXY_PROTOCOL,
 };
 use crate::config::units::{MAX_DURATION, MAX_DURATION_TEXT, describe, quoted, shown};
 use crate::config::{Config, KeepAliveTreatment};
@@ -41,6 +40,7 @@ pub(super) const GLOBAL_KEYS: &[&str] = &[
     "relayBufferSize",
     "httpResponseTimeout",
     "maxRequestHeadSize",
+    "headersTimeout",
     "maxConnectionsPerIP",
     "connectionRateLimitPerMinute",
     "ipAllowList",
@@ -131,6 +131,7 @@ pub(super) fn validate_config(ctx: &mut Ctx, root: &Value) -> Option<Config> {
             ("halfCloseTimeout", &mut c.half_close_timeout),
             ("gracefulShutdownTimeout", &mut c.graceful_shutdown_timeout),
             ("httpResponseTimeout", &mut c.http_response_timeout),
+            ("headersTimeout", &mut c.headers_timeout),
         ] {
             if let Some(value) = object.get(key)
                 && let Some(duration) = expect_duration(ctx, key, value)
@@ -304,16 +305,17 @@ pub(super) fn validate_config(ctx: &mut Ctx, root: &Value) -> Option<Config> {
             ctx.unsupported(key, WITH_ADMISSION);
         }
     }
-    for (key, arrives_with) in [
-        ("ipAllowList", WITH_ADMISSION),
-        ("ipBlockList", WITH_ADMISSION),
-        ("trustedProxies", WITH_HTTP),
-    ] {
+    for key in ["ipAllowList", "ipBlockList"] {
         if let Some(value) = object.get(key)
             && ip_list(ctx, key, value).is_some_and(|list| !list.is_empty())
         {
-            ctx.unsupported(key, arrives_with);
+            ctx.unsupported(key, WITH_ADMISSION);
         }
+    }
+    if let Some(value) = object.get("trustedProxies")
+        && let Some(list) = trusted_proxies(ctx, "trustedProxies", value)
+    {
+        config.trusted_proxies = list;
     }
     for (key, arrives_with) in [
         ("acme", WITH_ACME),

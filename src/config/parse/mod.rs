@@ -9,11 +9,13 @@
 //!
 //! The modules follow the config's structure: `globals` (the top level), `routes` (a route and
 //! its `match`), `target` (`action.targets`), `action` (the action and its option objects),
-//! `security` (route-level `security`), and `ip` (address patterns, wherever they appear).
+//! `security` (route-level `security`), `ip` (address patterns, wherever they appear) and
+//! `headers` (header maps, header values and the `{word}` templates).
 //! `tree` holds what they share: the path-tracking context `Ctx` and the `expect_*` checks.
 
 mod action;
 mod globals;
+mod headers;
 mod ip;
 mod routes;
 mod security;
@@ -260,14 +262,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 // What each refused feature arrives with, for the "not supported yet" messages.
 const WITH_ADMISSION: &str = "admission control";
-const WITH_ROUTING: &str = "HTTP routing";
-const WITH_HTTP: &str = "the HTTP engine";
 const WITH_ACME: &str = "automatic certificates (ACME)";
 const WITH_ADMIN: &str = "the admin API";
 const WITH_METRICS: &str = "the admin API and metrics";
 const WITH_PROXY_PROTOCOL: &str = "PROXY protocol support";
 const WITH_DEFAULTS: &str = "route defaults";
-const WITH_LOAD_BALANCING: &str = "more load-balancing algorithms";
-const WITH_HEALTH_CHECKS: &str = "backend health checks";
 const WITH_SOCKET_HANDLERS: &str = "socket handlers in the library";
 const WITH_TARGET_OPTIONS: &str = "per-target options";
+const WITH_WEBSOCKET_OPTIONS: &str = "more WebSocket options";

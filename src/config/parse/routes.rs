@@ -1,20 +1,20 @@
 //! One route: its name, priority and flags, and its `match` (ports, client addresses, SNI
-//! domains, TLS versions; the HTTP conditions are refused for now).
+//! domains, TLS versions, and the HTTP conditions `path` and `headers`).
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::WITH_ROUTING;
-use super::action::action;
+use super::action::{action, opaque_reason};
+use super::headers::{check_header_value, header_map};
 use super::ip::client_ips;
 use super::security::security;
 use super::tree::{
     Ctx, check_entries, check_keys, child, expect_bool, expect_object, expect_str,
-    expect_string_list, expect_string_map, expect_text, item, string_or_list,
+    expect_string_list, expect_text, item, string_or_list,
 };
 use crate::config::units::{describe, quoted};
-use crate::config::{Route, RouteMatch, TlsVersion};
+use crate::config::{Action, Route, RouteMatch, TlsVersion};
 
 pub(super) const ROUTE_KEYS: &[&str] = &[
     "name",
@@ -114,6 +114,10 @@ pub(super) fn route(
         security(ctx, &child(&path, "security"), value);
     }
 
+    if let (Some(matcher), Some(action)) = (&matcher, &action) {
+        http_conditions_readable(ctx, &child(&path, "match"), matcher, action);
+    }
+
     Some(Route {
         name: name?,
         priority: priority?,
@@ -205,28 +209,14 @@ fn route_match(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteMatch> {
             check_domain,
         ),
     };
-    if let Some(value) = object.get("path") {
-        let key_path = child(path, "path");
-        if let Some(text) = expect_str(ctx, &key_path, value, "a path pattern") {
-            if text.starts_with('/') || text.starts_with('*') {
-                ctx.unsupported(&key_path, WITH_ROUTING);
-            } else {
-                ctx.error(
-                    &key_path,
-                    format!(
-                        "{} is not a path pattern; expected one starting with / or * (e.g. /api/*)",
-                        quoted(text)
-                    ),
-                );
-            }
-        }
-    }
-    if let Some(value) = object.get("headers") {
-        let key_path = child(path, "headers");
-        if expect_string_map(ctx, &key_path, value, false).is_some_and(|count| count > 0) {
-            ctx.unsupported(&key_path, WITH_ROUTING);
-        }
-    }
+    let match_path = match object.get("path") {
+        None => Some(None),
+        Some(value) => path_pattern(ctx, &child(path, "path"), value).map(Some),
+    };
+    let headers = match object.get("headers") {
+        None => Some(Vec::new()),
+        Some(value) => header_conditions(ctx, &child(path, "headers"), value),
+    };
     let tls_versions = match object.get("tlsVersion") {
         None => Some(Vec::new()),
         Some(value) => routing_condition(
@@ -243,9 +233,74 @@ fn route_match(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RouteMatch> {
         client_ip: client_ip?,
         domains: domains?,
         tls_versions: tls_versions?,
-        path: None,
-        headers: Vec::new(),
+        path: match_path?,
+        headers: headers?,
     })
+}
+
+/// `match.path` and `match.headers` need the request head: a route whose bytes the proxy never
+/// reads as HTTP (TLS passthrough, `protocol: tcp`) could never match them.
+fn http_conditions_readable(ctx: &mut Ctx, path: &str, matcher: &RouteMatch, action: &Action) {
+    let Some(why) = opaque_reason(action.tls.as_ref(), action.protocol) else {
+        return;
+    };
+    if matcher.path.is_some() {
+        ctx.error(
+            &child(path, "path"),
+            format!("matching the path needs the HTTP request, but {why}"),
+        );
+    }
+    if !matcher.headers.is_empty() {
+        ctx.error(
+            &child(path, "headers"),
+            format!("matching headers needs the HTTP request, but {why}"),
+        );
+    }
+}
+
+/// `match.path`: a case-sensitive glob over the request path, starting with `/` or `*`.
+fn path_pattern(ctx: &mut Ctx, path: &str, value: &Value) -> Option<String> {
+    let text = expect_str(ctx, path, value, "a path pattern")?;
+    if !(text.starts_with('/') || text.starts_with('*')) {
+        ctx.error(
+            path,
+            format!(
+                "{} is not a path pattern; expected one starting with / or * (e.g. /api/*)",
+                quoted(text)
+            ),
+        );
+        return None;
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        ctx.error(
+            path,
+            format!(
+                "{} contains spaces or control characters, which never appear in a request \
+                 path (write them percent-encoded, as they arrive: %20)",
+                quoted(text)
+            ),
+        );
+        return None;
+    }
+    Some(text.to_string())
+}
+
+/// `match.headers`: lowercase header name → case-insensitive glob over its value.
+fn header_conditions(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec<(String, String)>> {
+    let entries = header_map(ctx, path, value, false)?;
+    let mut out = Vec::with_capacity(entries.len());
+    let mut ok = true;
+    for entry in entries {
+        let pattern = entry.value.unwrap_or_default();
+        match check_header_value(pattern) {
+            Ok(()) => out.push((entry.name, pattern.to_string())),
+            Err(message) => {
+                ctx.error(&entry.path, message);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
 }
 
 /// `443` | `[80, 443]` | `{from, to}` | `[80, {from: 8000, to: 8010}]` → sorted, de-duplicated.

@@ -9,9 +9,9 @@ use super::routes::port_number;
 use super::tree::{
     Ctx, check_entries, check_keys, child, expect_choice, expect_object, item, string_or_list,
 };
-use super::{WITH_HTTP, WITH_PROXY_PROTOCOL, WITH_TARGET_OPTIONS};
+use super::{WITH_PROXY_PROTOCOL, WITH_TARGET_OPTIONS};
 use crate::config::units::{describe, quoted};
-use crate::config::{Target, TargetPort};
+use crate::config::{Target, TargetPort, TargetProtocol};
 
 /// The target keys this version acts on; the rest of TARGET_KEYS are refused as not supported yet.
 const SUPPORTED_TARGET_KEYS: &[&str] = &["host", "port", "protocol", "sendProxyProtocol"];
@@ -121,13 +121,17 @@ pub(super) fn target(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Target>
         }
     };
 
-    if let Some(value) = object.get("protocol") {
-        let key_path = child(path, "protocol");
-        if let Some("h2") = expect_choice(ctx, &key_path, value, &["h1", "h2"], "a target protocol")
-        {
-            ctx.unsupported(&key_path, WITH_HTTP);
+    let protocol = match object.get("protocol") {
+        None => Some(TargetProtocol::H1),
+        Some(value) => {
+            let key_path = child(path, "protocol");
+            match expect_choice(ctx, &key_path, value, &["h1", "h2"], "a target protocol") {
+                Some("h2") => Some(TargetProtocol::H2),
+                Some(_) => Some(TargetProtocol::H1),
+                None => None,
+            }
         }
-    }
+    };
     if let Some(value) = object.get("sendProxyProtocol") {
         let key_path = child(path, "sendProxyProtocol");
         match value {
@@ -157,7 +161,7 @@ pub(super) fn target(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Target>
     Some(Target {
         hosts: hosts?,
         port: port?,
-        protocol: crate::config::TargetProtocol::H1,
+        protocol: protocol?,
     })
 }
 

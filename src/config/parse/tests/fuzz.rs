@@ -22,6 +22,17 @@ fn any_value() -> impl Strategy<Value = Value> {
         Just("name".to_string()),
         Just("security".to_string()),
         Just("tls".to_string()),
+        Just("redirect".to_string()),
+        Just("respond".to_string()),
+        Just("headers".to_string()),
+        Just("request".to_string()),
+        Just("websocket".to_string()),
+        Just("pingInterval".to_string()),
+        Just("loadBalancing".to_string()),
+        Just("healthCheck".to_string()),
+        Just("protocol".to_string()),
+        Just("path".to_string()),
+        Just("status".to_string()),
         "[a-zA-Z]{0,12}",
     ];
     let leaf = prop_oneof![
@@ -34,6 +45,11 @@ fn any_value() -> impl Strategy<Value = Value> {
             .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         Just(json!("forward")),
         Just(json!("preserve")),
+        Just(json!("redirect")),
+        Just(json!("respond")),
+        Just(json!("block")),
+        Just(json!("tcp")),
+        Just(json!("{domain}{path}{x}")),
         ".{0,16}".prop_map(Value::String),
     ];
     leaf.prop_recursive(5, 64, 8, move |inner| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::parse::from_text;
 use crate::config::parse::globals::IGNORED_GLOBALS;
-use crate::config::{Format, KeepAliveTreatment};
+use crate::config::{ActionKind, Format, KeepAliveTreatment};
 
 // --- the embedded default and defaults -----------------------------------------------
 
@@ -17,25 +17,70 @@ fn embedded_default_is_valid() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(config, Config::embedded_default());
     assert_eq!(config.bind_address, Some(IpAddr::from([127, 0, 0, 1])));
-    assert!(config.routes.is_empty());
+    assert_eq!(config.routes.len(), 1);
+    let welcome = &config.routes[0];
+    assert_eq!(welcome.name, "welcome");
+    assert_eq!(welcome.matcher.ports, vec![8080]);
+    assert!(welcome.action.targets.is_empty());
+    assert_eq!(welcome.action.tls, None);
+    let ActionKind::Respond {
+        status,
+        body,
+        headers,
+    } = &welcome.action.kind
+    else {
+        panic!("the welcome route responds: {:?}", welcome.action.kind);
+    };
+    assert_eq!(*status, 200);
+    assert_eq!(
+        headers,
+        &[(
+            "content-type".to_string(),
+            "text/html; charset=utf-8".to_string()
+        )]
+    );
+    assert!(body.contains("smartproxy is running"), "{body}");
+    assert!(body.contains("smartproxy check -c my.yaml"), "{body}");
+    assert!(body.contains("smartproxy run -c my.yaml"), "{body}");
+}
+
+/// The text of every `<pre>` block in the welcome page, HTML entities decoded.
+fn welcome_page_blocks() -> Vec<String> {
+    let config = Config::embedded_default();
+    let ActionKind::Respond { body, .. } = &config.routes[0].action.kind else {
+        panic!("the welcome route responds");
+    };
+    body.split("<pre>")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("</pre>"))
+        .map(|(block, _)| {
+            block
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&amp;", "&")
+        })
+        .collect()
 }
 
 #[test]
-fn the_route_shown_in_the_default_file_is_valid() {
-    // The commented example in default.yaml, uncommented, must load.
-    let text: String = crate::config::DEFAULT_CONFIG_YAML
-        .lines()
-        .skip_while(|line| !line.starts_with("# routes:"))
-        .map(|line| {
-            line.strip_prefix("# ")
-                .unwrap_or(line.trim_start_matches('#'))
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(text.starts_with("routes:"), "{text}");
-    let (config, _) = from_text(&text, Format::Yaml).expect("example route is valid");
+fn the_route_shown_on_the_welcome_page_is_valid() {
+    let blocks = welcome_page_blocks();
+    let example = blocks
+        .iter()
+        .find(|block| block.contains("routes:"))
+        .expect("the page shows a route");
+    let (config, warnings) = from_text(example, Format::Yaml).expect("example route is valid");
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(config.routes.len(), 1);
     assert_eq!(config.routes[0].matcher.ports, vec![8080]);
+    assert_eq!(config.routes[0].action.kind, ActionKind::Forward);
+    assert!(
+        blocks
+            .iter()
+            .any(|block| block.contains("smartproxy check -c my.yaml")
+                && block.contains("smartproxy run -c my.yaml"))
+    );
 }
 
 #[test]
@@ -68,6 +113,8 @@ fn defaults_follow_the_spec() {
     assert_eq!(config.relay_buffer_size, 64 * 1024);
     assert_eq!(config.http_response_timeout, Duration::from_secs(60));
     assert_eq!(config.max_request_head_size, 64 * 1024);
+    assert_eq!(config.headers_timeout, Duration::from_secs(60));
+    assert_eq!(config.trusted_proxies, vec![]);
 }
 
 #[test]
@@ -92,11 +139,12 @@ fn every_global_option_is_read() {
         "relayBufferSize": "16KiB",
         "httpResponseTimeout": "90s",
         "maxRequestHeadSize": 32768,
+        "headersTimeout": "15s",
         "maxConnectionsPerIP": 0,
         "connectionRateLimitPerMinute": 0,
         "ipAllowList": [],
         "ipBlockList": [],
-        "trustedProxies": [],
+        "trustedProxies": ["10.0.0.0/8"],
     }));
     assert!(warnings.is_empty());
     assert_eq!(config.bind_address, Some("::1".parse().expect("ip")));
@@ -123,6 +171,11 @@ fn every_global_option_is_read() {
     assert_eq!(config.relay_buffer_size, 16 << 10);
     assert_eq!(config.http_response_timeout, Duration::from_secs(90));
     assert_eq!(config.max_request_head_size, 32_768);
+    assert_eq!(config.headers_timeout, Duration::from_secs(15));
+    assert_eq!(
+        config.trusted_proxies,
+        vec!["10.0.0.0/8".parse::<ipnet::IpNet>().expect("net")]
+    );
 
     for (treatment, expected) in [
         ("standard", KeepAliveTreatment::Standard),
@@ -331,10 +384,6 @@ fn global_features_not_supported_yet() {
         "ipBlockList: not supported yet by this version (arrives with admission control)",
     );
     assert_single(
-        &refuse(json!({ "routes": [], "trustedProxies": ["10.0.0.1"] })),
-        "trustedProxies: not supported yet by this version (arrives with the HTTP engine)",
-    );
-    assert_single(
         &refuse(json!({ "routes": [], "ipAllowList": "10.0.0.0/8" })),
         "ipAllowList: expected a list of IP addresses, CIDRs or globs, found the string \
          \"10.0.0.0/8\"",
@@ -411,4 +460,92 @@ fn smartproxy_proxy_protocol_switches_are_refused_when_on() {
         let (_, warnings) = accept(json!({key: value, "routes": []}));
         assert_eq!(warnings.len(), 1, "{key}: {warnings:?}");
     }
+}
+
+// --- HTTP globals --------------------------------------------------------------------
+
+#[test]
+fn headers_timeout() {
+    let (config, _) = accept(json!({ "routes": [], "headersTimeout": 0 }));
+    assert_eq!(config.headers_timeout, Duration::ZERO);
+    let (config, _) = accept(json!({ "routes": [], "headersTimeout": 2500 }));
+    assert_eq!(config.headers_timeout, Duration::from_millis(2500));
+    let errors = refuse(json!({ "routes": [], "headersTimeout": "1 minute" }));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("headersTimeout: \"1 minute\" has an unknown unit `minute`"),
+        "{errors:?}"
+    );
+    assert_single(
+        &refuse(json!({ "routes": [], "headerTimeout": "5s" })),
+        "headerTimeout: unknown key; did you mean `headersTimeout`?",
+    );
+}
+
+#[test]
+fn trusted_proxies() {
+    let nets = |value: Value| {
+        let (config, warnings) = accept(json!({ "routes": [], "trustedProxies": value }));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        nets(json!([
+            "10.0.0.0/8",
+            "192.168.1.7",
+            "2001:db8::/32",
+            "::1",
+            "10.1.2.3/16",
+            "::ffff:172.16.0.1",
+            "::ffff:172.16.0.0/108",
+            "::ffff:0:0/96",
+            "::ffff:0:0/95"
+        ])),
+        [
+            "10.0.0.0/8",
+            "192.168.1.7/32",
+            "2001:db8::/32",
+            "::1/128",
+            "10.1.0.0/16",
+            "172.16.0.1/32",
+            "172.16.0.0/12",
+            "0.0.0.0/0",
+            "::fffe:0:0/95",
+        ]
+    );
+    // A single string is a one-element list; [] is none.
+    assert_eq!(nets(json!("127.0.0.1")), ["127.0.0.1/32"]);
+    assert!(nets(json!([])).is_empty());
+
+    assert_eq!(
+        refuse(json!({
+            "routes": [],
+            "trustedProxies": ["10.0.0.0/33", "10.0.0.*", "proxy.internal", 7]
+        })),
+        ["trustedProxies[3]: expected a CIDR or IP address, found 7",]
+    );
+    assert_eq!(
+        refuse(json!({
+            "routes": [],
+            "trustedProxies": ["10.0.0.0/33", "10.0.0.*", "proxy.internal", ""]
+        })),
+        [
+            "trustedProxies[0]: \"10.0.0.0/33\" is not a CIDR (e.g. 10.0.0.0/8) or an IP \
+             address (e.g. 192.168.1.10)",
+            "trustedProxies[1]: \"10.0.0.*\" is a glob; trusted proxies are CIDRs (e.g. \
+             10.0.0.0/8) or IP addresses (e.g. 192.168.1.10)",
+            "trustedProxies[2]: \"proxy.internal\" is not a CIDR (e.g. 10.0.0.0/8) or an IP \
+             address (e.g. 192.168.1.10)",
+            "trustedProxies[3]: \"\" is not a CIDR (e.g. 10.0.0.0/8) or an IP address (e.g. \
+             192.168.1.10)",
+        ]
+    );
+    assert_single(
+        &refuse(json!({ "routes": [], "trustedProxies": { "cidr": "10.0.0.0/8" } })),
+        "trustedProxies: expected a CIDR or IP address or a list of them, found an object",
+    );
 }

@@ -5,6 +5,7 @@ mod action;
 mod docs;
 mod fuzz;
 mod globals;
+mod headers;
 mod loading;
 mod routes;
 mod security;

@@ -1,7 +1,10 @@
 //! Routes and their `match` (`parse/routes.rs`, `parse/ip.rs`).
 
 use super::*;
-use crate::config::{Action, IpPattern, Route, RouteMatch, Target, TargetPort, TlsVersion};
+use crate::config::{
+    Action, ActionKind, HeaderRules, IpPattern, LoadBalancing, Route, RouteMatch, Target,
+    TargetPort, TargetProtocol, TlsVersion, WebSocketOptions,
+};
 
 // --- routes --------------------------------------------------------------------------
 
@@ -33,13 +36,21 @@ fn a_route_reads_its_fields_and_defaults() {
                 client_ip: vec![],
                 domains: vec![],
                 tls_versions: vec![],
+                path: None,
+                headers: vec![],
             },
             action: Action {
+                kind: ActionKind::Forward,
                 targets: vec![Target {
                     hosts: vec!["db.internal".into()],
                     port: TargetPort::Fixed(5432),
+                    protocol: TargetProtocol::H1,
                 }],
                 tls: None,
+                protocol: None,
+                headers: HeaderRules::default(),
+                websocket: WebSocketOptions::default(),
+                load_balancing: LoadBalancing::default(),
             },
         }
     );
@@ -277,12 +288,11 @@ fn client_ip_patterns() {
     );
 }
 
-// --- refused ("not supported yet") features ------------------------------------------
+// --- match conditions ----------------------------------------------------------------
 
 #[test]
 fn match_conditions_checked() {
     let m = "routes[0].match";
-    let routing = "not supported yet by this version (arrives with HTTP routing)";
     for (key, value, expected) in [
         (
             "domains",
@@ -297,7 +307,6 @@ fn match_conditions_checked() {
             json!([1]),
             format!("{m}.domains[0]: expected a domain name or pattern, found 1"),
         ),
-        ("path", json!("/api/*"), format!("{m}.path: {routing}")),
         (
             "path",
             json!("api"),
@@ -307,14 +316,64 @@ fn match_conditions_checked() {
             ),
         ),
         (
-            "headers",
-            json!({ "x-tenant": "acme" }),
-            format!("{m}.headers: {routing}"),
+            "path",
+            json!(""),
+            format!(
+                "{m}.path: \"\" is not a path pattern; expected one starting with / or * \
+                 (e.g. /api/*)"
+            ),
+        ),
+        (
+            "path",
+            json!("/a b"),
+            format!(
+                "{m}.path: \"/a b\" contains spaces or control characters, which never appear \
+                 in a request path (write them percent-encoded, as they arrive: %20)"
+            ),
+        ),
+        (
+            "path",
+            json!(["/a"]),
+            format!("{m}.path: expected a path pattern, found a list"),
         ),
         (
             "headers",
             json!({ "x-tenant": 1 }),
             format!("{m}.headers.x-tenant: expected a string, found 1"),
+        ),
+        (
+            "headers",
+            json!({ "x-tenant": null }),
+            format!("{m}.headers.x-tenant: expected a string, found null"),
+        ),
+        (
+            "headers",
+            json!({ "x tenant": "acme" }),
+            format!(
+                "{m}.headers.x tenant: \"x tenant\" is not a header name; expected letters, \
+                 digits and !#$%&'*+-.^_`|~ only (e.g. x-forwarded-prefix)"
+            ),
+        ),
+        (
+            "headers",
+            json!({ "X-Tenant": "a", "x-tenant": "b" }),
+            format!(
+                "{m}.headers.x-tenant: \"X-Tenant\" and \"x-tenant\" name the same header \
+                 (header names are case-insensitive); keep one"
+            ),
+        ),
+        (
+            "headers",
+            json!({ "x-tenant": "a\r\nx-evil: 1" }),
+            format!(
+                "{m}.headers.x-tenant: \"a\\r\\nx-evil: 1\" contains a line break or another \
+                 control character, which a header value cannot hold"
+            ),
+        ),
+        (
+            "headers",
+            json!(["x-tenant"]),
+            format!("{m}.headers: expected an object of header names to values, found a list"),
         ),
         (
             "tlsVersion",
@@ -334,6 +393,57 @@ fn match_conditions_checked() {
     accept(route_with("/match/domains", json!([])));
     accept(route_with("/match/headers", json!({})));
     accept(route_with("/match/tlsVersion", json!([])));
+}
+
+#[test]
+fn http_conditions_are_kept() {
+    let mut route = forward_route();
+    set(&mut route, "/match/path", json!("/api/*"));
+    set(
+        &mut route,
+        "/match/headers",
+        json!({ "X-Tenant": "Acme*", "accept": "", "x-b": "*" }),
+    );
+    let (config, warnings) = accept(with_route(route));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let matcher = &config.routes[0].matcher;
+    assert_eq!(matcher.path.as_deref(), Some("/api/*"));
+    // Names lowercased and sorted; values (globs) kept as written.
+    assert_eq!(
+        matcher.headers,
+        [
+            ("accept".to_string(), String::new()),
+            ("x-b".to_string(), "*".to_string()),
+            ("x-tenant".to_string(), "Acme*".to_string()),
+        ]
+    );
+    for pattern in ["*", "*.php", "/", "/CaseKept/*"] {
+        let (config, _) = accept(route_with("/match/path", json!(pattern)));
+        assert_eq!(config.routes[0].matcher.path.as_deref(), Some(pattern));
+    }
+    let (config, _) = accept(with_route(forward_route()));
+    assert_eq!(config.routes[0].matcher.path, None);
+    assert!(config.routes[0].matcher.headers.is_empty());
+}
+
+#[test]
+fn http_conditions_need_a_route_that_reads_http() {
+    let mut route = forward_route();
+    set(&mut route, "/match/path", json!("/api/*"));
+    set(&mut route, "/match/headers", json!({ "x-tenant": "acme" }));
+    set(&mut route, "/action/tls", json!({ "mode": "passthrough" }));
+    let why = "the proxy cannot see inside TLS it does not terminate (tls.mode: passthrough)";
+    assert_eq!(
+        refuse(with_route(route.clone())),
+        [
+            format!("routes[0].match.path: matching the path needs the HTTP request, but {why}"),
+            format!("routes[0].match.headers: matching headers needs the HTTP request, but {why}"),
+        ]
+    );
+    // An empty header map matches anything, so it is fine anywhere.
+    remove(&mut route, "/match/path");
+    set(&mut route, "/match/headers", json!({}));
+    accept(with_route(route));
 }
 
 #[test]

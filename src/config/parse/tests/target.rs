@@ -1,7 +1,7 @@
 //! `action.targets` and `action.target` (`parse/target.rs`).
 
 use super::*;
-use crate::config::{Target, TargetPort};
+use crate::config::{Target, TargetPort, TargetProtocol};
 
 fn targets_of(route: Value) -> Vec<Target> {
     let (config, _) = accept(with_route(route));
@@ -30,10 +30,12 @@ fn target_forms() {
                     "backend-3.internal".into()
                 ],
                 port: TargetPort::Preserve,
+                protocol: TargetProtocol::H1,
             },
             Target {
                 hosts: vec!["::1".into()],
-                port: TargetPort::Fixed(8443)
+                port: TargetPort::Fixed(8443),
+                protocol: TargetProtocol::H1,
             },
         ]
     );
@@ -47,6 +49,27 @@ fn target_forms() {
         json!({ "host": "127.0.0.1", "port": 3000 }),
     );
     assert_eq!(targets_of(single), targets_of(forward_route()));
+}
+
+#[test]
+fn target_protocol() {
+    let protocol_of = |value: Value| {
+        let (config, warnings) = accept(route_with("/action/targets/0/protocol", value));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        config.routes[0].action.targets[0].protocol
+    };
+    assert_eq!(protocol_of(json!("h1")), TargetProtocol::H1);
+    assert_eq!(protocol_of(json!("h2")), TargetProtocol::H2);
+    assert_eq!(targets_of(forward_route())[0].protocol, TargetProtocol::H1);
+    assert_single(
+        &refuse(route_with("/action/targets/0/protocol", json!(2))),
+        "routes[0].action.targets[0].protocol: expected a target protocol (h1 or h2), found 2",
+    );
+    assert_single(
+        &refuse(route_with("/action/targets/0/protocol", json!("H2"))),
+        "routes[0].action.targets[0].protocol: \"H2\" is not a target protocol; expected h1 \
+         or h2",
+    );
 }
 
 #[test]
@@ -148,13 +171,6 @@ fn target_errors() {
         (
             json!({ "host": "a", "port": 1, "protocol": "h3" }),
             format!("{t}.protocol: \"h3\" is not a target protocol; expected h1 or h2"),
-        ),
-        (
-            json!({ "host": "a", "port": 1, "protocol": "h2" }),
-            format!(
-                "{t}.protocol: not supported yet by this version (arrives with the HTTP \
-                 engine)"
-            ),
         ),
         (
             json!({ "host": "a", "port": 1, "sendProxyProtocol": "v2" }),
