@@ -47,6 +47,8 @@ pub struct RouteEntry {
     pub websocket: WebSocketOptions,
     /// Pooled HTTP connections to the endpoints (forward routes only).
     pub upstream: Option<Arc<Upstream>>,
+    /// Settings only HTTP can honour: header rules, WebSocket pings, HTTP/2 targets.
+    http_options: bool,
 }
 
 /// What the proxy has read from the client when it picks a route.
@@ -81,7 +83,10 @@ impl RouteEntry {
     /// Only an HTTP request can match or be answered: path or header conditions, or an
     /// action the proxy answers itself.
     pub fn needs_http(&self) -> bool {
-        self.path.is_some() || !self.headers.is_empty() || self.action != ActionKind::Forward
+        self.path.is_some()
+            || !self.headers.is_empty()
+            || self.action != ActionKind::Forward
+            || self.http_options
     }
 
     pub fn terminates(&self) -> bool {
@@ -212,6 +217,14 @@ impl Router {
                 header_rules: route.action.headers.clone(),
                 websocket: route.action.websocket,
                 upstream,
+                http_options: !route.action.headers.request.is_empty()
+                    || !route.action.headers.response.is_empty()
+                    || !route.action.websocket.ping_interval.is_zero()
+                    || route
+                        .action
+                        .targets
+                        .iter()
+                        .any(|t| t.protocol == crate::config::TargetProtocol::H2),
             });
             for &port in &route.matcher.ports {
                 let port_routes = by_port.entry(port).or_insert_with(|| PortRoutes {

@@ -729,12 +729,16 @@ fn respond(ctx: &mut Ctx, path: &str, value: &Value, kind: Option<&str>) -> Opti
     check_keys(ctx, path, object, RESPOND_KEYS, &[]);
     let status = match object.get("status") {
         None => Some(200),
-        Some(v) => match v.as_u64().filter(|s| (100..=599).contains(s)) {
+        // A 1xx is an interim answer, never the last one a client gets.
+        Some(v) => match v.as_u64().filter(|s| (200..=599).contains(s)) {
             Some(status) => u16::try_from(status).ok(),
             None => {
                 ctx.error(
                     &child(path, "status"),
-                    format!("expected an HTTP status (100-599), found {}", describe(v)),
+                    format!(
+                        "expected a final HTTP status (200-599), found {}",
+                        describe(v)
+                    ),
                 );
                 None
             }
@@ -746,7 +750,7 @@ fn respond(ctx: &mut Ctx, path: &str, value: &Value, kind: Option<&str>) -> Opti
     };
     if let (Some(status), Some(body)) = (status, &body)
         && !body.is_empty()
-        && (status < 200 || status == 204 || status == 304)
+        && (status == 204 || status == 304)
     {
         ctx.error(
             &child(path, "body"),

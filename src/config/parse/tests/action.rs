@@ -224,11 +224,11 @@ fn respond() {
     assert_eq!(
         action_of(local_route(json!({
             "type": "respond",
-            "respond": { "status": 100, "headers": { "x-seen": "{clientIp} on {port}" } }
+            "respond": { "status": 204, "headers": { "x-seen": "{clientIp} on {port}" } }
         })))
         .kind,
         ActionKind::Respond {
-            status: 100,
+            status: 204,
             body: String::new(),
             headers: vec![("x-seen".into(), "{clientIp} on {port}".into())],
         }
@@ -245,11 +245,15 @@ fn respond() {
     for (respond, expected) in [
         (
             json!({ "status": 700 }),
-            format!("{r}.status: expected an HTTP status (100-599), found 700"),
+            format!("{r}.status: expected a final HTTP status (200-599), found 700"),
         ),
         (
             json!({ "status": 99 }),
-            format!("{r}.status: expected an HTTP status (100-599), found 99"),
+            format!("{r}.status: expected a final HTTP status (200-599), found 99"),
+        ),
+        (
+            json!({ "status": 101 }),
+            format!("{r}.status: expected a final HTTP status (200-599), found 101"),
         ),
         (
             json!({ "status": 204, "body": "x" }),
@@ -318,7 +322,7 @@ fn respond() {
             "respond": { "status": 0, "body": [], "headers": { "a": 1 } }
         }))),
         [
-            format!("{r}.status: expected an HTTP status (100-599), found 0"),
+            format!("{r}.status: expected a final HTTP status (200-599), found 0"),
             format!("{r}.body: expected a string, found a list"),
             format!("{r}.headers.a: expected a string, found 1"),
         ]
