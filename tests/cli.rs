@@ -1008,7 +1008,11 @@ fn listening_addresses(pid: libc::pid_t) -> Vec<IpAddr> {
     found
 }
 
+/// The embedded default config binds 127.0.0.1:8080; its tests take turns.
+static DEFAULT_PORT: Mutex<()> = Mutex::new(());
+
 fn assert_default_config_runs(args: &[&str]) {
+    let _turn = lock(&DEFAULT_PORT);
     let mut proxy = Smartproxy::spawn(args);
     // Started: it either announces a listener or says it has no routes.
     proxy.wait_stderr("showing that it started", |line| {
@@ -1035,6 +1039,20 @@ fn assert_default_config_runs(args: &[&str]) {
             "the default config listens on a non-loopback address {ip}"
         );
     }
+    // The welcome page, from a plain HTTP client.
+    let mut client = TcpStream::connect("127.0.0.1:8080").expect("connect to the welcome page");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost:8080\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    client
+        .set_read_timeout(Some(WAIT))
+        .expect("read timeout");
+    let mut page = String::new();
+    client.read_to_string(&mut page).expect("welcome page");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("text/html"), "{page}");
+    assert!(page.contains("smartproxy"), "{page}");
+    assert!(page.contains("routes:"), "the page shows how to write a route: {page}");
     proxy.signal(libc::SIGTERM);
     proxy.expect_exit(Duration::from_secs(5), 0);
 }
