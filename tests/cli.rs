@@ -1044,15 +1044,16 @@ fn assert_default_config_runs(args: &[&str]) {
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: localhost:8080\r\nConnection: close\r\n\r\n")
         .expect("request");
-    client
-        .set_read_timeout(Some(WAIT))
-        .expect("read timeout");
+    client.set_read_timeout(Some(WAIT)).expect("read timeout");
     let mut page = String::new();
     client.read_to_string(&mut page).expect("welcome page");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("text/html"), "{page}");
     assert!(page.contains("smartproxy"), "{page}");
-    assert!(page.contains("routes:"), "the page shows how to write a route: {page}");
+    assert!(
+        page.contains("routes:"),
+        "the page shows how to write a route: {page}"
+    );
     proxy.signal(libc::SIGTERM);
     proxy.expect_exit(Duration::from_secs(5), 0);
 }

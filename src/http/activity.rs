@@ -16,6 +16,9 @@ use crate::conn::relay::RelayStream;
 pub struct Activity {
     origin: Instant,
     last_ms: AtomicU64,
+    /// The kind of the first read error, which hyper may treat as a plain close when the
+    /// connection looked idle to it (a reset during a head the guard still held).
+    read_error: std::sync::OnceLock<io::ErrorKind>,
 }
 
 impl Activity {
@@ -23,7 +26,12 @@ impl Activity {
         Arc::new(Activity {
             origin,
             last_ms: AtomicU64::new(0),
+            read_error: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn read_error(&self) -> Option<io::ErrorKind> {
+        self.read_error.get().copied()
     }
 
     fn touch(&self) {
@@ -58,6 +66,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.activity.touch();
+        }
+        if let Poll::Ready(Err(e)) = &polled {
+            let _ = this.activity.read_error.set(e.kind());
         }
         polled
     }

@@ -88,9 +88,13 @@ pub async fn forward(
         return respond::text(
             StatusCode::METHOD_NOT_ALLOWED,
             "CONNECT is not served by a reverse proxy",
-            false,
+            true,
         );
     }
+    // After an Upgrade or CONNECT head the HTTP/1.1 guard checks nothing more on this
+    // connection, so a declined one closes it after the answer.
+    let unguarded_after =
+        request.version() != Version::HTTP_2 && request.headers().contains_key(header::UPGRADE);
     let (mut parts, body) = request.into_parts();
     prepare_headers(ctx, route, &mut parts.headers, facts, templates);
     parts.headers.remove(header::EXPECT);
@@ -174,6 +178,11 @@ pub async fn forward(
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::apply_rules(&mut parts.headers, &route.header_rules.response, templates);
+        if unguarded_after {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let hold = match checkout.sender {
             Sender::H1(_) => upstream.return_on_end(index, checkout, lease),
             Sender::H2(_) => Box::new(Keep((lease, checkout.busy))),

@@ -17,7 +17,7 @@ pub mod ws_ping;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -168,7 +168,11 @@ pub(crate) async fn serve(
         last: Mutex::new((None, None)),
     });
     let handler = Arc::clone(&ctx);
-    let service = service_fn(move |request| service::handle(Arc::clone(&handler), request));
+    let service = service_fn(move |request| {
+        // Taken here, in request order, before the handler runs.
+        let rejection = handler.verdicts.as_ref().and_then(Verdicts::next);
+        service::handle(Arc::clone(&handler), request, rejection)
+    });
     let settings = &shared.http;
     let served = match protocol {
         Protocol::Http1 => {
@@ -179,6 +183,8 @@ pub(crate) async fn serve(
             );
             let mut builder = http1::Builder::new();
             builder
+                // The guard ends the stream after a refused head; the answer must still go out.
+                .half_close(true)
                 .timer(TokioTimer::new())
                 .header_read_timeout(
                     (!settings.headers_timeout.is_zero()).then_some(settings.headers_timeout),
@@ -227,7 +233,8 @@ async fn drive<C: ServedConn>(
     let shared = &ctx.shared;
     let limits = shared.relay.limits;
     let lifetime = limits.lifetime.map(|d| ctx.info.at + d);
-    let mut conn = pin!(conn);
+    // Boxed so that it can be dropped (its socket closed) before the tunnels are waited for.
+    let mut conn = Box::pin(conn);
     let mut tunnels: JoinSet<RelayEnd> = JoinSet::new();
     let mut draining = false;
     let mut end = HttpEnd {
@@ -257,6 +264,9 @@ async fn drive<C: ServedConn>(
             served = conn.as_mut() => {
                 if let Err(e) = served {
                     classify_error(&e, &mut end);
+                } else if let Some(kind) = activity.read_error() {
+                    end.reason = CloseReason::ClientReset;
+                    end.error = Some(kind);
                 } else if draining {
                     end.reason = CloseReason::Shutdown;
                 }

@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 
 use super::ConnCtx;
 use super::body::ProxyBody;
+use super::h1_guard::Rejection;
 use super::headers::Templates;
 use super::{forward, respond};
 use crate::config::ActionKind;
@@ -25,9 +26,10 @@ pub struct RequestFacts {
 pub async fn handle(
     ctx: Arc<ConnCtx>,
     request: Request<Incoming>,
+    rejection: Option<Rejection>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     ctx.requests.fetch_add(1, Ordering::Relaxed);
-    if let Some(rejection) = ctx.verdicts.as_ref().and_then(|v| v.next()) {
+    if let Some(rejection) = rejection {
         let status = StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::BAD_REQUEST);
         return Ok(respond::text(status, rejection.reason, true));
     }

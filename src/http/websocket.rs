@@ -62,7 +62,7 @@ pub async fn forward(
         return respond::text(
             StatusCode::FORBIDDEN,
             "WebSocket is not enabled on this route",
-            false,
+            request.version() != Version::HTTP_2,
         );
     }
     let from_h2 = request.version() == Version::HTTP_2;
@@ -116,9 +116,15 @@ pub async fn forward(
     };
     let (mut parts, body) = response.into_parts();
     if parts.status != StatusCode::SWITCHING_PROTOCOLS {
-        // Refused by the backend: its answer goes back as an ordinary response.
+        // Refused by the backend: its answer goes back as an ordinary response. The HTTP/1.1
+        // guard checks nothing after an Upgrade head, so that connection then closes.
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::apply_rules(&mut parts.headers, &route.header_rules.response, templates);
+        if !from_h2 {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         return Response::from_parts(
             parts,
             ProxyBody::held(body, Box::new(Keep((lease, checkout.busy)))),
