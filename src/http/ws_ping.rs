@@ -444,6 +444,41 @@ impl Frames {
     }
 }
 
+/// The frame-boundary tracker on its own, for fuzzing and property tests: where the frames of a
+/// server-to-client WebSocket stream end.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameBoundaries(Frames);
+
+impl Default for FrameBoundaries {
+    fn default() -> Self {
+        FrameBoundaries(Frames::START)
+    }
+}
+
+impl FrameBoundaries {
+    /// Feeds the next bytes; returns the offsets within `data` just past each frame's end.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<usize> {
+        let mut ends = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            let (used, event) = self.0.step(data.get(at..).unwrap_or_default());
+            at = at.saturating_add(used);
+            match event {
+                Some(FrameEvent::End { .. }) => ends.push(at),
+                Some(FrameEvent::Lost) => break,
+                None if used == 0 => break,
+                None => {}
+            }
+        }
+        ends
+    }
+
+    /// A length was out of range; boundaries are no longer known.
+    pub fn lost(&self) -> bool {
+        matches!(self.0, Frames::Lost)
+    }
+}
+
 /// The header length once `have` bytes of it are known (2 until the length byte is in).
 fn header_len(buf: &[u8; MAX_HEADER], have: usize) -> usize {
     let [_, b1, ..] = *buf;
