@@ -150,3 +150,346 @@ pub async fn get(port: u16, host: &str, path: &str) -> Got {
         .expect("response");
     read(response).await
 }
+
+/// A response read off a raw connection: status, headers in arrival order (names lowercase),
+/// and the body with its framing removed.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first value of `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Parses one complete response from the start of `data`; `None` until it is complete (or,
+/// for a body framed by the close, until `closed`). Returns the response and the bytes it used.
+pub fn parse_response(data: &[u8], closed: bool) -> Option<(RawResponse, usize)> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let head_len = match parsed.parse(data).expect("a valid response head") {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return None,
+    };
+    let status = parsed.code.expect("status");
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let rest = &data[head_len..];
+    let (body, used) = if (100..200).contains(&status) || status == 204 || status == 304 {
+        (Vec::new(), 0)
+    } else if find("transfer-encoding")
+        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
+    {
+        let mut body = Vec::new();
+        let mut at = 0;
+        loop {
+            let line_end = at + rest.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+            let size_text = std::str::from_utf8(&rest[at..line_end]).expect("chunk size");
+            let size_text = size_text.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_text, 16).expect("hex chunk size");
+            at = line_end + 2;
+            if size == 0 {
+                // No trailers expected: the final CRLF follows.
+                rest.get(at..at + 2)?;
+                at += 2;
+                break;
+            }
+            body.extend_from_slice(rest.get(at..at + size)?);
+            at += size;
+            rest.get(at..at + 2)?;
+            at += 2;
+        }
+        (body, at)
+    } else if let Some(len) = find("content-length") {
+        let len: usize = len.trim().parse().expect("numeric content-length");
+        (rest.get(..len)?.to_vec(), len)
+    } else if closed {
+        (rest.to_vec(), rest.len())
+    } else {
+        return None;
+    };
+    Some((
+        RawResponse {
+            status,
+            headers,
+            body,
+        },
+        head_len + used,
+    ))
+}
+
+/// An HTTP/1.1 client on a plain TCP stream, for requests exactly as written.
+pub struct RawConn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub async fn connect(port: u16) -> RawConn {
+        RawConn {
+            stream: super::connect(port).await,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.expect("write request");
+    }
+
+    /// The next response; panics if the stream ends before one is complete.
+    pub async fn response(&mut self) -> RawResponse {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = vec![0; 16 * 1024];
+        loop {
+            if let Some((response, used)) = parse_response(&self.buf, false) {
+                self.buf.drain(..used);
+                return response;
+            }
+            let n = tokio::time::timeout(super::PATIENCE, self.stream.read(&mut chunk))
+                .await
+                .expect("a response in time")
+                .expect("read response");
+            if n == 0 {
+                let (response, used) = parse_response(&self.buf, true).unwrap_or_else(|| {
+                    panic!(
+                        "the stream ended before a whole response: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    )
+                });
+                self.buf.drain(..used);
+                return response;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends `request` and reads the response.
+    pub async fn exchange(&mut self, request: &[u8]) -> RawResponse {
+        self.send(request).await;
+        self.response().await
+    }
+
+    /// Reads until the proxy closes: whatever came after the last response, and how it ended.
+    pub async fn end(mut self) -> (Vec<u8>, super::Ending) {
+        let (more, ending) = super::read_to_end(&mut self.stream).await;
+        self.buf.extend_from_slice(&more);
+        (self.buf, ending)
+    }
+}
+
+/// Writes `request` on a new connection and reads until the proxy closes it: the one response
+/// it holds, and how the stream ended.
+pub async fn raw_until_close(port: u16, request: &[u8]) -> (RawResponse, super::Ending) {
+    let mut conn = RawConn::connect(port).await;
+    conn.send(request).await;
+    let (data, ending) = conn.end().await;
+    let (response, used) = parse_response(&data, true).unwrap_or_else(|| {
+        panic!(
+            "no whole response before the close: {:?}",
+            String::from_utf8_lossy(&data)
+        )
+    });
+    assert_eq!(
+        used,
+        data.len(),
+        "nothing after the response: {:?}",
+        String::from_utf8_lossy(&data)
+    );
+    (response, ending)
+}
+
+/// A backend on a free loopback port that answers every request head it reads (bodies are
+/// not expected) with the bytes of `response`, keeping the connection open. Returns the port
+/// and a request counter.
+pub async fn raw_http_backend(response: &'static [u8]) -> (u16, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let port = listener.local_addr().expect("addr").port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0; 16 * 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        if stream.write_all(response).await.is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+/// What one curl run reported.
+#[derive(Debug)]
+pub struct CurlRun {
+    pub status: u16,
+    /// The last response's headers (names lowercase).
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl CurlRun {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs `curl -sS` with `args` (off the async threads, so the proxy keeps running) and returns
+/// the status, headers and body of the last response. `None`, after saying so, when curl is not
+/// installed (scripts/test installs it).
+pub async fn curl(args: &[&str]) -> Option<CurlRun> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let head_file = dir.path().join("head");
+        let body_file = dir.path().join("body");
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "15", "-w", "%{http_code}", "-D"])
+            .arg(&head_file)
+            .arg("-o")
+            .arg(&body_file)
+            .args(&args)
+            .output();
+        let output = match output {
+            Ok(output) => output,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("skipped: curl is not installed (scripts/test installs it)");
+                return None;
+            }
+            Err(e) => panic!("running curl: {e}"),
+        };
+        assert!(
+            output.status.success(),
+            "curl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let status = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("curl's %{http_code}");
+        let head = std::fs::read_to_string(&head_file).unwrap_or_default();
+        // With several responses (interim ones, redirects followed), the last head counts.
+        let last = head
+            .split("\r\n\r\n")
+            .filter(|h| !h.trim().is_empty())
+            .last()
+            .unwrap_or_default();
+        let headers = last
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let body = std::fs::read_to_string(&body_file).unwrap_or_default();
+        Some(CurlRun {
+            status,
+            headers,
+            body,
+        })
+    })
+    .await
+    .expect("curl task")
+}
+
+/// An HTTP/1.1 client connection to 127.0.0.1:`port` from the loopback address `source`.
+pub async fn h1_client_from(
+    source: std::net::Ipv4Addr,
+    port: u16,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .expect("bind the client's source address");
+    let stream = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn.with_upgrades());
+    sender
+}
+
+/// One request with extra `headers` over `client`, read to the end.
+pub async fn send(
+    client: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Got {
+    let mut request = request("GET", host, path, b"");
+    for (name, value) in headers {
+        request.headers_mut().append(
+            hyper::header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            hyper::header::HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    client
+        .ready()
+        .await
+        .expect("connection ready for the next request");
+    read(client.send_request(request).await.expect("response")).await
+}
+
+/// One HTTP/2 GET of `uri` (its authority becomes `:authority`) over `client`.
+pub async fn h2_get(
+    client: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    uri: &str,
+) -> Got {
+    let request = Request::builder()
+        .uri(uri)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    read(client.send_request(request).await.expect("h2 response")).await
+}
