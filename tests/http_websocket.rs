@@ -22,6 +22,8 @@ async fn ws_echo_backend() -> u16 {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut path = String::new();
+                // The callback's error type is tungstenite's, not ours to shrink.
+                #[allow(clippy::result_large_err)]
                 let callback =
                     |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
                         path = req.uri().to_string();

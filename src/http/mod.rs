@@ -17,7 +17,7 @@ pub mod ws_ping;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -227,7 +227,9 @@ async fn drive<C: ServedConn>(
     let shared = &ctx.shared;
     let limits = shared.relay.limits;
     let lifetime = limits.lifetime.map(|d| ctx.info.at + d);
-    let mut conn = pin!(conn);
+    // Boxed rather than pinned on the stack so that it can be dropped (its socket released)
+    // before the wait for the tunnels below.
+    let mut conn = Box::pin(conn);
     let mut tunnels: JoinSet<RelayEnd> = JoinSet::new();
     let mut draining = false;
     let mut end = HttpEnd {
