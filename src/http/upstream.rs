@@ -1,8 +1,8 @@
 //! Pooled HTTP connections to one route's endpoints: HTTP/1.1 keep-alive connections (one
 //! request at a time, back in the pool once a response has been read to its end) and one
-//! multiplexed HTTP/2 connection per endpoint. A connection is closed after IDLE_TIMEOUT in the
-//! pool; a connection that carries a request, a stream or a WebSocket is never idle, so never
-//! recycled by age.
+//! multiplexed HTTP/2 connection per endpoint (per endpoint and SNI when re-encrypting). A
+//! connection is closed after IDLE_TIMEOUT in the pool; a connection that carries a request, a
+//! stream or a WebSocket is never idle, so never recycled by age.
 
 use std::io;
 use std::pin::Pin;
@@ -242,7 +242,12 @@ struct SharedH2 {
 #[derive(Default)]
 struct Slot {
     idle: Mutex<Vec<IdleH1>>,
-    h2: Mutex<Option<SharedH2>>,
+    /// One shared HTTP/2 connection per SNI (one, `None`, without TLS): a re-encrypting route
+    /// whose requests name several hosts keeps each host's connection instead of replacing it.
+    h2: Mutex<Vec<SharedH2>>,
+    /// Held while a connection to a `protocol: h2` target is opened, so that requests arriving
+    /// together wait for it and share it instead of each opening a connection of its own.
+    h2_connecting: tokio::sync::Mutex<()>,
 }
 
 /// TLS toward the backends of a re-encrypting route, one connector per ALPN offer.
@@ -343,9 +348,9 @@ impl Upstream {
                     .h2
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .as_ref()
+                    .iter()
                     .filter(|c| !c.sender.is_closed() && c.state.lock().busy == 0)
-                    .map_or(0, |_| 1);
+                    .count();
                 h1 + h2
             })
             .sum()
@@ -386,36 +391,49 @@ impl Upstream {
         if !fresh && let Some(checkout) = self.pooled(slot, want, sni.as_ref()) {
             return Ok(checkout);
         }
-        let connecting = self.connect(index, local_port, sni, protocol, want, settings);
-        let connected = if settings.timeout.is_zero() {
+        let shares_h2 = want == Want::Any && protocol == TargetProtocol::H2;
+        let connecting = async {
+            // The wait for another request's connect counts toward this one's timeout too.
+            let _turn = match shares_h2 {
+                true => Some(slot.h2_connecting.lock().await),
+                false => None,
+            };
+            if shares_h2 && let Some(checkout) = self.pooled(slot, want, sni.as_ref()) {
+                return Ok(checkout);
+            }
+            let (sender, state, sni, backend) = self
+                .connect(index, local_port, sni, protocol, want, settings)
+                .await?;
+            let busy = Busy(Arc::clone(&state));
+            // A fresh connection cannot have expired yet.
+            state.enter();
+            if let Sender::H2(h2) = &sender
+                && want == Want::Any
+            {
+                let mut shared = slot.h2.lock().unwrap_or_else(PoisonError::into_inner);
+                shared.retain(|c| c.sni != sni && !c.sender.is_closed());
+                shared.push(SharedH2 {
+                    sender: h2.clone(),
+                    state: Arc::clone(&state),
+                    sni: sni.clone(),
+                    backend,
+                });
+            }
+            Ok(Checkout {
+                sender,
+                busy,
+                reused: false,
+                backend,
+                sni,
+            })
+        };
+        if settings.timeout.is_zero() {
             connecting.await
         } else {
             tokio::time::timeout(settings.timeout, connecting)
                 .await
                 .unwrap_or(Err(UpstreamError::Timeout))
-        };
-        let (sender, state, sni, backend) = connected?;
-        let busy = Busy(Arc::clone(&state));
-        // A fresh connection cannot have expired yet.
-        state.enter();
-        if let Sender::H2(h2) = &sender
-            && want == Want::Any
-        {
-            let mut shared = slot.h2.lock().unwrap_or_else(PoisonError::into_inner);
-            *shared = Some(SharedH2 {
-                sender: h2.clone(),
-                state: Arc::clone(&state),
-                sni: sni.clone(),
-                backend,
-            });
         }
-        Ok(Checkout {
-            sender,
-            busy,
-            reused: false,
-            backend,
-            sni,
-        })
     }
 
     fn pooled(
@@ -426,18 +444,17 @@ impl Upstream {
     ) -> Option<Checkout> {
         if want == Want::Any {
             let mut shared = slot.h2.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(h2) = shared.as_ref() {
-                if h2.sender.is_closed() {
-                    *shared = None;
-                } else if h2.sni.as_ref() == sni && h2.state.enter() {
-                    return Some(Checkout {
-                        sender: Sender::H2(h2.sender.clone()),
-                        busy: Busy(Arc::clone(&h2.state)),
-                        reused: true,
-                        backend: h2.backend,
-                        sni: h2.sni.clone(),
-                    });
-                }
+            shared.retain(|c| !c.sender.is_closed());
+            if let Some(h2) = shared.iter().find(|c| c.sni.as_ref() == sni)
+                && h2.state.enter()
+            {
+                return Some(Checkout {
+                    sender: Sender::H2(h2.sender.clone()),
+                    busy: Busy(Arc::clone(&h2.state)),
+                    reused: true,
+                    backend: h2.backend,
+                    sni: h2.sni.clone(),
+                });
             }
         }
         let mut idle = slot.idle.lock().unwrap_or_else(PoisonError::into_inner);

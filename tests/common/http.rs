@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -492,4 +492,112 @@ pub async fn h2_get(
         .body(Full::new(Bytes::new()))
         .expect("request");
     read(client.send_request(request).await.expect("h2 response")).await
+}
+
+/// Counters and switches of a backend made by `counting_echo_backend` (or
+/// `tls::tls_echo_http_backend`).
+#[derive(Default)]
+pub struct EchoState {
+    /// Connections accepted.
+    pub accepts: AtomicUsize,
+    /// Requests answered, health checks not counted.
+    pub requests: AtomicUsize,
+    /// `GET /health` requests.
+    pub health_checks: AtomicUsize,
+    /// While set, `/health` answers 500.
+    pub unhealthy: AtomicBool,
+}
+
+impl EchoState {
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn health_checks(&self) -> usize {
+        self.health_checks.load(Ordering::SeqCst)
+    }
+}
+
+/// As `echo_http_backend`, and besides: counts accepted connections, answers `/health` with
+/// 200 (500 while `unhealthy` is set), and answers any path under `/echo` with the request body
+/// itself (header `x-version`: the HTTP version it arrived in).
+pub async fn counting_echo_backend(name: &'static str) -> (u16, Arc<EchoState>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let port = listener.local_addr().expect("addr").port();
+    let state = Arc::new(EchoState::default());
+    let shared = Arc::clone(&state);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            shared.accepts.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve_echo_connection(
+                stream,
+                name,
+                Arc::clone(&shared),
+                None,
+            ));
+        }
+    });
+    (port, state)
+}
+
+/// Serves one connection (HTTP/1.1 or HTTP/2, told apart by its first bytes) the way
+/// `counting_echo_backend` answers; with `sni`, every response says it in `x-sni`.
+pub async fn serve_echo_connection<I>(
+    io: I,
+    name: &'static str,
+    state: Arc<EchoState>,
+    sni: Option<String>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let (state, sni) = (Arc::clone(&state), sni.clone());
+        async move {
+            let mut response = answer(name, &state, req).await;
+            if let Some(sni) = sni.and_then(|s| s.parse().ok()) {
+                response.headers_mut().insert("x-sni", sni);
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .await;
+}
+
+async fn answer(name: &str, state: &EchoState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    if path == "/health" {
+        state.health_checks.fetch_add(1, Ordering::SeqCst);
+        let status = match state.unhealthy.load(Ordering::SeqCst) {
+            true => 500,
+            false => 200,
+        };
+        return Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from_static(b"health\n")))
+            .expect("response");
+    }
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    if path.starts_with("/echo") {
+        let version = format!("{:?}", req.version());
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Response::builder()
+            .header("x-backend", name)
+            .header("x-version", version)
+            .body(Full::new(body))
+            .expect("response");
+    }
+    describe(name, req).await
 }

@@ -330,3 +330,43 @@ pub async fn finish_and_echo(
     .await
     .expect("client task")
 }
+
+/// An HTTP backend over TLS with `leaf`, offering `alpn`, that answers like
+/// `http::counting_echo_backend`, each response naming its connection's SNI in `x-sni`.
+/// Records the SNI of every handshake.
+pub async fn tls_echo_http_backend(
+    name: &'static str,
+    leaf: &Leaf,
+    alpn: &[&[u8]],
+) -> (
+    u16,
+    Arc<super::http::EchoState>,
+    Arc<Mutex<Vec<Option<String>>>>,
+) {
+    let mut config = ServerConfig::clone(&leaf.server_config());
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let state = Arc::new(super::http::EchoState::default());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (shared, record) = (Arc::clone(&state), Arc::clone(&seen));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            shared
+                .accepts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (acceptor, shared, record) =
+                (acceptor.clone(), Arc::clone(&shared), Arc::clone(&record));
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let sni = tls.get_ref().1.server_name().map(str::to_string);
+                record.lock().expect("lock").push(sni.clone());
+                super::http::serve_echo_connection(tls, name, shared, sni).await;
+            });
+        }
+    });
+    (port, state, seen)
+}
