@@ -38,7 +38,6 @@ async fn connection(stream: TcpStream, max_head: usize) {
         async move { Ok::<_, Infallible>(answer(request, verdict).await) }
     });
     let _ = http1::Builder::new()
-        .half_close(true)
         .max_buf_size(max_head.max(8192))
         .serve_connection(io, service)
         .with_upgrades()

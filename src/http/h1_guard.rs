@@ -4,13 +4,14 @@
 //! a request that carries both `Content-Length` and `Transfer-Encoding`. [`GuardedIo`] sits between
 //! the client stream and hyper's HTTP/1 connection so that those decisions are ours: it holds each
 //! request head until it is complete, checks it, and either hands it to hyper unchanged or hands
-//! hyper [`STAND_IN_HEAD`] followed by end of stream, leaving a [`Rejection`] in [`Verdicts`] for
-//! the request handler to answer with a body. Bodies are never held: the guard follows their
+//! hyper [`STAND_IN_HEAD`] and nothing more (reads stay pending), leaving a [`Rejection`] in
+//! [`Verdicts`] for the request handler to answer with a body. Bodies are never held: the guard follows their
 //! framing only to know where the next head starts.
 //!
-//! Serving a rejection needs `hyper::server::conn::http1::Builder::half_close(true)`: without it
-//! hyper reads the end of stream after the stand-in head while the handler is still busy, calls
-//! the message incomplete and drops the connection without writing the answer. hyper's
+//! Reads stay pending after the stand-in rather than ending the stream: hyper (without
+//! `half_close`) would take an end of stream while the handler is busy as the client leaving and
+//! drop the connection without writing the answer. The stand-in's `connection: close` ends the
+//! connection after the answer; closing it then drains what the client still sends. hyper's
 //! `max_buf_size` must be at least the guard's `max_head`, or hyper refuses a long head that the
 //! guard accepted.
 //!
@@ -553,6 +554,9 @@ enum Tail {
     Open,
     /// Handing on the stand-in head; this much of it is handed already.
     StandIn(usize),
+    /// The stand-in head is out: reads stay pending from now on, so hyper answers it (its
+    /// `connection: close` then ends the connection) while still noticing nothing else.
+    Held,
     Eof,
 }
 
@@ -666,12 +670,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                     buf.put_slice(rest.get(..n).unwrap_or_default());
                     let sent = sent.saturating_add(n);
                     this.tail = if sent >= STAND_IN_HEAD.len() {
-                        Tail::Eof
+                        Tail::Held
                     } else {
                         Tail::StandIn(sent)
                     };
                     return Poll::Ready(Ok(()));
                 }
+                Tail::Held => return Poll::Pending,
                 Tail::Eof => return Poll::Ready(Ok(())),
             }
 
@@ -807,6 +812,7 @@ mod tests {
             match read_once(io, size) {
                 Poll::Ready(bytes) if bytes.is_empty() => return handed,
                 Poll::Ready(bytes) => handed.extend_from_slice(&bytes),
+                Poll::Pending if io.tail == Tail::Held => return handed,
                 Poll::Pending => panic!("script never blocks"),
             }
         }
@@ -905,7 +911,7 @@ mod tests {
         let handed = read_all(&mut io, 8192);
         assert_eq!(handed, STAND_IN_HEAD, "{:?}", String::from_utf8_lossy(head));
         let reads = io.get_ref().reads;
-        assert_eq!(read_once(&mut io, 8192), Poll::Ready(Vec::new()));
+        assert_eq!(read_once(&mut io, 8192), Poll::Pending);
         assert_eq!(
             io.get_ref().reads,
             reads,

@@ -183,8 +183,6 @@ pub(crate) async fn serve(
             );
             let mut builder = http1::Builder::new();
             builder
-                // The guard ends the stream after a refused head; the answer must still go out.
-                .half_close(true)
                 .timer(TokioTimer::new())
                 .header_read_timeout(
                     (!settings.headers_timeout.is_zero()).then_some(settings.headers_timeout),
