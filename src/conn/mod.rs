@@ -6,7 +6,7 @@ pub mod lifecycle;
 pub(crate) mod prefixed;
 pub mod registry;
 pub mod relay;
-mod tls;
+pub(crate) mod tls;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

@@ -5,17 +5,13 @@
 //! stream or a WebSocket is never idle, so never recycled by age.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
@@ -24,6 +20,7 @@ use super::body::{BodyHold, Hold, ProxyBody};
 use crate::config::{Route, TargetProtocol};
 use crate::conn::SocketOptions;
 use crate::conn::relay::RelayStream;
+use crate::conn::tls::TlsSide;
 use crate::connect::Endpoints;
 
 /// An idle pooled backend connection is closed after this long (SPEC §5).
@@ -32,108 +29,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Most idle HTTP/1.1 connections kept per endpoint; more are closed when they come back.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
-/// A backend connection's byte stream: TCP, or TLS when the route re-encrypts.
-pub enum BackendStream {
-    Tcp(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl BackendStream {
-    fn socket(&self) -> &TcpStream {
-        match self {
-            BackendStream::Tcp(s) => s,
-            BackendStream::Tls(s) => s.get_ref().0,
-        }
-    }
-}
-
-impl AsyncRead for BackendStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            // As on the client side: a TCP close without close_notify ends the direction.
-            BackendStream::Tls(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    Poll::Ready(Ok(()))
-                }
-                other => other,
-            },
-        }
-    }
-}
-
-impl AsyncWrite for BackendStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            BackendStream::Tcp(s) => s.is_write_vectored(),
-            BackendStream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-impl RelayStream for BackendStream {
-    fn reset_on_close(&self) {
-        self.socket().reset_on_close();
-    }
-
-    fn take_error(&self) -> Option<io::Error> {
-        RelayStream::take_error(self.socket())
-    }
-
-    fn unsent_bytes(&self) -> usize {
-        self.socket().unsent_bytes()
-    }
-
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            BackendStream::Tcp(s) => s.poll_read_ready(cx),
-            BackendStream::Tls(s) if s.get_ref().1.wants_read() => {
-                s.get_ref().0.poll_read_ready(cx)
-            }
-            BackendStream::Tls(_) => Poll::Ready(Ok(())),
-        }
-    }
-}
+/// A backend connection's byte stream: TCP, or TLS (the relay's `TlsSide`) when the route
+/// re-encrypts. One type, so that hyper can hand it back after a WebSocket upgrade.
+pub type BackendStream = Box<dyn RelayStream>;
 
 /// Whether a pooled connection is in use, and since when it has been idle.
 #[derive(Default)]
@@ -579,10 +477,12 @@ impl Upstream {
                     .await
                     .map_err(UpstreamError::Tls)?;
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                (BackendStream::Tls(Box::new(stream)), h2)
+                let stream: BackendStream =
+                    Box::new(TlsSide(tokio_rustls::TlsStream::Client(stream)));
+                (stream, h2)
             }
             _ => (
-                BackendStream::Tcp(tcp),
+                Box::new(tcp) as BackendStream,
                 want == Want::Any && protocol == TargetProtocol::H2,
             ),
         };
