@@ -10,12 +10,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod config;
 mod conn;
 mod connect;
 pub mod http;
 mod listen;
 mod proxy;
+pub mod proxy_protocol;
 mod router;
 pub mod tls;
 

@@ -72,7 +72,7 @@ impl Proxy {
             socket_options,
             signals: CloseSignals::default(),
             registry: Arc::new(Registry::default()),
-            max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+            max_connections: usize::try_from(config.admission.max_connections).unwrap_or(usize::MAX),
             http: crate::http::HttpSettings {
                 response_timeout: config.http_response_timeout,
                 headers_timeout: config.headers_timeout,

@@ -37,8 +37,11 @@ pub struct Config {
     pub keep_alive: bool,
     pub keep_alive_initial_delay: Duration,
     pub max_pending_data_size: u64,
-    /// Global cap on live client connections; 0 = unlimited.
-    pub max_connections: u64,
+    /// The global client address lists and connection limits (`ipAllowList`, `ipBlockList`,
+    /// `maxConnections`, `maxConnectionsPerIP`, `connectionRateLimitPerMinute`).
+    pub admission: Admission,
+    /// `proxyProtocol`: which peers may send a PROXY header; `None` = no peer may.
+    pub proxy_protocol: Option<ProxyProtocolAccept>,
     /// Bytes buffered per relay direction (`relayBufferSize`, not a SmartProxy key).
     pub relay_buffer_size: usize,
     pub http_response_timeout: Duration,
@@ -67,6 +70,106 @@ pub struct Route {
     pub enabled: bool,
     pub matcher: RouteMatch,
     pub action: Action,
+    /// `security`: the route's own admission rules, checked after the route matched and before
+    /// any backend connect.
+    pub security: RouteSecurity,
+}
+
+/// Client address lists and connection limits, global or per route. Zero = no limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Admission {
+    /// Non-empty: only these clients are admitted.
+    pub ip_allow_list: Vec<IpPattern>,
+    /// These clients are refused, even when the allow list names them.
+    pub ip_block_list: Vec<IpPattern>,
+    /// Live connections (on HTTP routes: requests in flight and open WebSockets).
+    pub max_connections: u64,
+    /// Live connections per client IP (HTTP routes count as above).
+    pub max_connections_per_ip: u64,
+    /// New connections per client IP within a sliding 60 s window.
+    pub connection_rate_limit_per_minute: u64,
+}
+
+impl Admission {
+    /// Whether any rule is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Admission::default()
+    }
+}
+
+/// A route's `security`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteSecurity {
+    pub admission: Admission,
+    /// HTTP only: requests per key per window; over it → 429.
+    pub rate_limit: Option<RateLimit>,
+    /// HTTP only: requests must carry one of these users' credentials; else 401.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// `security.rateLimit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    /// Never zero.
+    pub max_requests: u64,
+    /// Never zero.
+    pub window: Duration,
+    pub key: RateLimitKey,
+    /// The 429 body; a short default when `None`.
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitKey {
+    /// The client address (the real one, after a PROXY header).
+    Ip,
+    /// The value of this header (lowercase name); requests without it are keyed by address.
+    Header(String),
+}
+
+/// `security.basicAuth`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicAuth {
+    /// Never empty; usernames are unique.
+    pub users: Vec<BasicAuthUser>,
+    /// Shown in `WWW-Authenticate`; holds no `"` or `\\` or control characters.
+    pub realm: String,
+    /// Request paths (globs, as `match.path`) that need no credentials.
+    pub exclude_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicAuthUser {
+    pub username: String,
+    pub password: Password,
+}
+
+/// How a configured password is checked. Hashes are validated when the config loads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Password {
+    /// Compared as written.
+    Plain(String),
+    /// A bcrypt hash (`$2a$`, `$2b$`, `$2y$`).
+    Bcrypt(String),
+    /// An argon2 PHC string (`$argon2id$…`, `$argon2i$…`, `$argon2d$…`).
+    Argon2(String),
+}
+
+/// `proxyProtocol`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyProtocolAccept {
+    /// Peers trusted to send a PROXY header (host bits cleared; IPv4-mapped IPv6 networks
+    /// stored as IPv4). Empty = none.
+    pub accept: Vec<ipnet::IpNet>,
+    /// A trusted peer must send a header (default true).
+    pub required: bool,
+}
+
+/// `targets[].sendProxyProtocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    V1,
+    V2,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +341,8 @@ pub struct Target {
     pub port: TargetPort,
     /// How HTTP requests reach this target (TCP paths ignore it).
     pub protocol: TargetProtocol,
+    /// Write a PROXY header of this version on every connection to this target.
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -275,7 +380,8 @@ impl Default for Config {
             keep_alive: true,
             keep_alive_initial_delay: Duration::from_secs(10),
             max_pending_data_size: 1 << 20,
-            max_connections: 0,
+            admission: Admission::default(),
+            proxy_protocol: None,
             relay_buffer_size: 64 << 10,
             http_response_timeout: Duration::from_secs(60),
             max_request_head_size: 64 << 10,

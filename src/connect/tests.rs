@@ -28,6 +28,7 @@ fn target(port: u16) -> Target {
         hosts: vec!["127.0.0.1".into()],
         port: TargetPort::Fixed(port),
         protocol: TargetProtocol::H1,
+        send_proxy_protocol: None,
     }
 }
 

@@ -294,7 +294,7 @@ pub(super) fn validate_config(ctx: &mut Ctx, root: &Value) -> Option<Config> {
     if let Some(value) = object.get("maxConnections")
         && let Some(n) = expect_count(ctx, "maxConnections", value)
     {
-        config.max_connections = n;
+        config.admission.max_connections = n;
     }
 
     // Accepted shapes whose behaviour does not exist yet: refused when they would matter.

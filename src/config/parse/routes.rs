@@ -124,6 +124,7 @@ pub(super) fn route(
         enabled: enabled?,
         matcher: matcher?,
         action: action?,
+        security: crate::config::RouteSecurity::default(),
     })
 }
 

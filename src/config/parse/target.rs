@@ -162,6 +162,7 @@ pub(super) fn target(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Target>
         hosts: hosts?,
         port: port?,
         protocol: protocol?,
+        send_proxy_protocol: None,
     })
 }
 

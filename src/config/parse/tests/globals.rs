@@ -109,7 +109,7 @@ fn defaults_follow_the_spec() {
     assert!(config.keep_alive);
     assert_eq!(config.keep_alive_initial_delay, Duration::from_secs(10));
     assert_eq!(config.max_pending_data_size, 1024 * 1024);
-    assert_eq!(config.max_connections, 0);
+    assert_eq!(config.admission.max_connections, 0);
     assert_eq!(config.relay_buffer_size, 64 * 1024);
     assert_eq!(config.http_response_timeout, Duration::from_secs(60));
     assert_eq!(config.max_request_head_size, 64 * 1024);
@@ -167,7 +167,7 @@ fn every_global_option_is_read() {
     assert!(config.keep_alive);
     assert_eq!(config.keep_alive_initial_delay, Duration::from_secs(60));
     assert_eq!(config.max_pending_data_size, 2 << 20);
-    assert_eq!(config.max_connections, 10_000);
+    assert_eq!(config.admission.max_connections, 10_000);
     assert_eq!(config.relay_buffer_size, 16 << 10);
     assert_eq!(config.http_response_timeout, Duration::from_secs(90));
     assert_eq!(config.max_request_head_size, 32_768);

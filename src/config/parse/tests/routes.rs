@@ -45,6 +45,7 @@ fn a_route_reads_its_fields_and_defaults() {
                     hosts: vec!["db.internal".into()],
                     port: TargetPort::Fixed(5432),
                     protocol: TargetProtocol::H1,
+                    send_proxy_protocol: None,
                 }],
                 tls: None,
                 protocol: None,
@@ -52,6 +53,7 @@ fn a_route_reads_its_fields_and_defaults() {
                 websocket: WebSocketOptions::default(),
                 load_balancing: LoadBalancing::default(),
             },
+            security: crate::config::RouteSecurity::default(),
         }
     );
     let second = &config.routes[1];

@@ -31,11 +31,13 @@ fn target_forms() {
                 ],
                 port: TargetPort::Preserve,
                 protocol: TargetProtocol::H1,
+                send_proxy_protocol: None,
             },
             Target {
                 hosts: vec!["::1".into()],
                 port: TargetPort::Fixed(8443),
                 protocol: TargetProtocol::H1,
+                send_proxy_protocol: None,
             },
         ]
     );
