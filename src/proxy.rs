@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Admission, PURGE_INTERVAL};
 use crate::config::Config;
 use crate::conn::lifecycle::Limits;
 use crate::conn::registry::Registry;
@@ -72,7 +73,10 @@ impl Proxy {
             socket_options,
             signals: CloseSignals::default(),
             registry: Arc::new(Registry::default()),
-            max_connections: usize::try_from(config.admission.max_connections).unwrap_or(usize::MAX),
+            max_connections: usize::try_from(config.admission.max_connections)
+                .unwrap_or(usize::MAX),
+            admission: Admission::new(&config.admission),
+            proxy_protocol: config.proxy_protocol.clone(),
             http: crate::http::HttpSettings {
                 response_timeout: config.http_response_timeout,
                 headers_timeout: config.headers_timeout,
@@ -100,6 +104,9 @@ impl Proxy {
             {
                 accept_tasks.push(checks);
             }
+        }
+        if let Some(purging) = purge_admission_tables(&shared, stop_accepting.clone()) {
+            accept_tasks.push(purging);
         }
         for listener in listeners {
             if let Ok(addr) = listener.local_addr() {
@@ -139,6 +146,18 @@ impl Proxy {
             .filter_map(|r| r.upstream.as_ref())
             .map(|u| u.idle_connections())
             .sum()
+    }
+
+    /// Per-client entries the admission tables hold (per-IP counts and request-rate keys,
+    /// global and per route). Each table holds at most 100,000; idle entries are dropped.
+    pub fn admission_entries(&self) -> usize {
+        self.shared.admission.entries()
+            + self
+                .shared
+                .router
+                .routes()
+                .map(|r| r.admission.entries())
+                .sum::<usize>()
     }
 
     /// Connections accepted since start.
@@ -219,4 +238,31 @@ impl Proxy {
     async fn wait_closed(&self, bound: Duration) {
         let _ = tokio::time::timeout(bound, self.shared.registry.wait_idle()).await;
     }
+}
+
+/// Drops idle per-client admission entries every PURGE_INTERVAL until `stop`, so the tables
+/// shrink back after a flood. `None` when no table exists.
+fn purge_admission_tables(shared: &Arc<Shared>, stop: CancellationToken) -> Option<JoinHandle<()>> {
+    let any =
+        shared.admission.has_tables() || shared.router.routes().any(|r| r.admission.has_tables());
+    if !any {
+        return None;
+    }
+    let shared = Arc::clone(shared);
+    Some(tokio::spawn(async move {
+        let mut every = tokio::time::interval(PURGE_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = every.tick() => {
+                    let now = tokio::time::Instant::now();
+                    shared.admission.purge(now);
+                    for route in shared.router.routes() {
+                        route.admission.purge(now);
+                    }
+                }
+            }
+        }
+    }))
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::admission::RouteAdmission;
 use crate::config::{
     ActionKind, ActionProtocol, HeaderRules, IpPattern, Route, TlsMode, TlsVersion,
     WebSocketOptions,
@@ -47,7 +48,10 @@ pub struct RouteEntry {
     pub websocket: WebSocketOptions,
     /// Pooled HTTP connections to the endpoints (forward routes only).
     pub upstream: Option<Arc<Upstream>>,
-    /// Settings only HTTP can honour: header rules, WebSocket pings, HTTP/2 targets.
+    /// `security`: address lists and limits, and on HTTP a request rate and credentials.
+    pub admission: RouteAdmission,
+    /// Settings only HTTP can honour: header rules, WebSocket pings, HTTP/2 targets, a request
+    /// rate limit, credentials.
     http_options: bool,
 }
 
@@ -217,7 +221,10 @@ impl Router {
                 header_rules: route.action.headers.clone(),
                 websocket: route.action.websocket,
                 upstream,
-                http_options: !route.action.headers.request.is_empty()
+                admission: RouteAdmission::new(&route.security),
+                http_options: route.security.rate_limit.is_some()
+                    || route.security.basic_auth.is_some()
+                    || !route.action.headers.request.is_empty()
                     || !route.action.headers.response.is_empty()
                     || !route.action.websocket.ping_interval.is_zero()
                     || route
@@ -386,7 +393,7 @@ fn tls_handling(
     Ok((handling, backend))
 }
 
-fn ip_matches(pattern: &IpPattern, ip: IpAddr) -> bool {
+pub(crate) fn ip_matches(pattern: &IpPattern, ip: IpAddr) -> bool {
     match pattern {
         IpPattern::Net(net) => net.contains(&ip),
         IpPattern::Glob(glob) => glob_match(glob, &ip.to_string()),

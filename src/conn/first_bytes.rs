@@ -38,14 +38,20 @@ impl Refused {
     }
 }
 
-/// Reads until the ClientHello is complete or the bytes cannot be one. Everything read is
-/// appended to `prefix`. The caller bounds the wait (initialDataTimeout).
+/// Reads until the ClientHello is complete or the bytes cannot be one. `prefix` may already
+/// hold the first bytes (those after a PROXY header); everything read is appended to it. The
+/// caller bounds the wait (initialDataTimeout).
 pub async fn read_client_hello(
     client: &mut TcpStream,
     prefix: &mut Vec<u8>,
     max_pending: usize,
 ) -> Result<Sniffed, Refused> {
     let mut reader = ClientHelloReader::new();
+    if !prefix.is_empty()
+        && let Some(sniffed) = sniff(&mut reader, prefix)?
+    {
+        return Ok(sniffed);
+    }
     loop {
         let start = prefix.len();
         let room = max_pending.saturating_sub(start);
@@ -80,11 +86,18 @@ pub async fn read_client_hello(
             };
             return Err(Refused::new(CloseReason::ClientFin, detail));
         }
-        match reader.feed(prefix.get(start..).unwrap_or_default()) {
-            Ok(Progress::NeedMore) => {}
-            Ok(Progress::Done(hello)) => return Ok(Sniffed::Tls(hello)),
-            Err(SniffError::NotTls) => return Ok(Sniffed::NotTls),
-            Err(e) => return Err(Refused::new(CloseReason::NotTls, e.to_string())),
+        if let Some(sniffed) = sniff(&mut reader, prefix.get(start..).unwrap_or_default())? {
+            return Ok(sniffed);
         }
+    }
+}
+
+/// Feeds new bytes to the reader; `None` while the ClientHello is incomplete.
+fn sniff(reader: &mut ClientHelloReader, bytes: &[u8]) -> Result<Option<Sniffed>, Refused> {
+    match reader.feed(bytes) {
+        Ok(Progress::NeedMore) => Ok(None),
+        Ok(Progress::Done(hello)) => Ok(Some(Sniffed::Tls(hello))),
+        Err(SniffError::NotTls) => Ok(Some(Sniffed::NotTls)),
+        Err(e) => Err(Refused::new(CloseReason::NotTls, e.to_string())),
     }
 }

@@ -18,9 +18,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::config::ActionProtocol;
+use crate::admission::{Admission, Refusal};
+use crate::config::{ActionProtocol, ProxyProtocolAccept};
 use crate::http::detect::{self, Detected};
 use crate::http::{ClientStream, ConnInfo as HttpConnInfo, Protocol as HttpProtocol};
+use crate::proxy_protocol::{self, Addresses, ReadError, Received};
 use crate::router::{FirstBytes, RouteEntry, Router, TlsHandling};
 use crate::tls::TlsVersion;
 use crate::tls::client_hello::ClientHello;
@@ -71,10 +73,59 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     pub max_connections: usize,
     pub http: crate::http::HttpSettings,
+    /// The global address lists and per-IP limits.
+    pub admission: Admission,
+    /// Peers trusted to send a PROXY header.
+    pub proxy_protocol: Option<ProxyProtocolAccept>,
+}
+
+/// A client's addresses as the proxy uses them.
+#[derive(Debug, Clone, Copy)]
+pub struct Peers {
+    /// The real client: a trusted PROXY header's source, else the socket's peer. Routing
+    /// (`clientIp`), limits, X-Forwarded-For and logs use it.
+    pub client: SocketAddr,
+    /// Where the client connected to: a PROXY header's destination, else the local address.
+    pub destination: SocketAddr,
+    /// The socket's own peer, when a PROXY header named another client.
+    pub via: Option<SocketAddr>,
+    /// The socket's local address: its port selects the routes.
+    pub local: SocketAddr,
+}
+
+impl Peers {
+    fn direct(peer: SocketAddr, local: SocketAddr) -> Peers {
+        Peers {
+            client: peer,
+            destination: local,
+            via: None,
+            local,
+        }
+    }
+
+    /// IPv4-mapped IPv6 as IPv4, so one client is one address whatever the listener family.
+    pub fn client_ip(&self) -> IpAddr {
+        self.client.ip().to_canonical()
+    }
+
+    /// The peer this socket is connected to.
+    pub fn socket_peer(&self) -> SocketAddr {
+        self.via.unwrap_or(self.client)
+    }
+
+    /// What a PROXY header toward a backend says.
+    pub fn proxy_addresses(&self) -> Addresses {
+        Addresses {
+            source: self.client,
+            destination: self.destination,
+        }
+    }
 }
 
 /// The facts logged when a connection ends.
 struct ConnEnd {
+    /// The client a trusted PROXY header named, when it named one.
+    proxied: Option<SocketAddr>,
     route: Option<Arc<RouteEntry>>,
     /// The name the ClientHello asked for.
     sni: Option<String>,
@@ -90,6 +141,7 @@ struct ConnEnd {
 impl ConnEnd {
     fn new(reason: CloseReason) -> ConnEnd {
         ConnEnd {
+            proxied: None,
             route: None,
             sni: None,
             backend: None,
@@ -112,6 +164,13 @@ impl ConnEnd {
     fn with_route(mut self, route: &Arc<RouteEntry>) -> ConnEnd {
         self.route = Some(Arc::clone(route));
         self
+    }
+
+    fn refusal(refusal: Refusal) -> ConnEnd {
+        ConnEnd {
+            detail: Some(refusal.detail().into()),
+            ..ConnEnd::new(refusal.reason())
+        }
     }
 }
 
@@ -141,6 +200,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Accepted) {
     drop(guard);
 }
 
+/// The PROXY header (from trusted peers), then global admission, then routing.
 async fn route_and_relay(
     shared: &Arc<Shared>,
     mut client: TcpStream,
@@ -149,14 +209,88 @@ async fn route_and_relay(
     at: Instant,
     id: u64,
 ) -> ConnEnd {
-    let client_ip = peer.ip().to_canonical();
-    let port = local.port();
+    let mut prefix = Vec::new();
+    let mut peers = Peers::direct(peer, local);
+    if let Some(accept) = &shared.proxy_protocol
+        && accept
+            .accept
+            .iter()
+            .any(|n| n.contains(&peer.ip().to_canonical()))
+    {
+        let deadline = deadline_from(
+            at,
+            shared.initial_data_timeout,
+            CloseReason::InitialDataTimeout,
+        );
+        let reading = proxy_protocol::read_header(&mut client, &mut prefix);
+        let refused = match shared.bounded(at, deadline, reading).await {
+            Ok(Ok(Received::Header(Some(addresses)))) => {
+                peers.client = addresses.source;
+                peers.destination = addresses.destination;
+                peers.via = Some(peer);
+                None
+            }
+            Ok(Ok(Received::Header(None))) => None,
+            Ok(Ok(Received::NoHeader)) if accept.required => Some(ConnEnd {
+                detail: Some("no PROXY header from a peer in proxyProtocol.accept".into()),
+                ..ConnEnd::new(CloseReason::Blocked)
+            }),
+            Ok(Ok(Received::NoHeader)) => None,
+            Ok(Err(ReadError::Closed)) => Some(ConnEnd {
+                detail: Some(ReadError::Closed.to_string()),
+                ..ConnEnd::new(CloseReason::ClientFin)
+            }),
+            Ok(Err(ReadError::Io(e))) => {
+                return ConnEnd {
+                    error: Some(e.kind()),
+                    detail: Some("error while reading the PROXY header".into()),
+                    ..ConnEnd::new(CloseReason::ClientReset)
+                };
+            }
+            Ok(Err(e @ ReadError::Invalid(_))) => Some(ConnEnd {
+                detail: Some(e.to_string()),
+                ..ConnEnd::new(CloseReason::BadRequest)
+            }),
+            Err(reason) => Some(ConnEnd::new(reason)),
+        };
+        if let Some(end) = refused {
+            shared.close_unrelayed(&mut client, None).await;
+            return end;
+        }
+    }
+    let proxied = peers.via.map(|_| peers.client);
+    // Held for the connection's whole life: the client's global per-IP counts.
+    let _ticket = match shared.admission.admit_connection(peers.client_ip()) {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            shared.close_unrelayed(&mut client, None).await;
+            return ConnEnd {
+                proxied,
+                ..ConnEnd::refusal(refusal)
+            };
+        }
+    };
+    let end = route_connection(shared, client, prefix, peers, at, id).await;
+    ConnEnd { proxied, ..end }
+}
+
+async fn route_connection(
+    shared: &Arc<Shared>,
+    mut client: TcpStream,
+    mut prefix: Vec<u8>,
+    peers: Peers,
+    at: Instant,
+    id: u64,
+) -> ConnEnd {
+    let client_ip = peers.client_ip();
+    let port = peers.local.port();
     if !shared.router.reads_first(port) {
         let Some(route) = shared.router.select(port, client_ip, FirstBytes::NotRead) else {
             shared.close_unrelayed(&mut client, None).await;
             return ConnEnd::new(CloseReason::NoRoute);
         };
-        return connect_and_relay(shared, route, client, (client_ip, port), at, id, None).await;
+        let client = Prefixed::new(prefix, client);
+        return admit_and_relay(shared, route, client, &peers, (at, id), None, None).await;
     }
 
     // The first bytes decide; all of them are kept for the backend or the TLS acceptor.
@@ -165,7 +299,6 @@ async fn route_and_relay(
         shared.initial_data_timeout,
         CloseReason::InitialDataTimeout,
     );
-    let mut prefix = Vec::new();
     let reading = first_bytes::read_client_hello(&mut client, &mut prefix, shared.max_pending);
     let sniffed = match shared.bounded(at, deadline, reading).await {
         Ok(Ok(sniffed)) => sniffed,
@@ -202,8 +335,7 @@ async fn route_and_relay(
         if let Some(protocol) = protocol {
             let info = HttpConnInfo {
                 id,
-                peer,
-                local,
+                peers,
                 at,
                 terminated: false,
                 sni: None,
@@ -211,6 +343,14 @@ async fn route_and_relay(
             let stream: ClientStream = Box::new(Prefixed::new(prefix, client));
             return http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await);
         }
+    }
+    if hello.is_none() && proxy_protocol::starts_with_signature(&prefix) {
+        // Only peers in proxyProtocol.accept may say who the client is.
+        shared.close_unrelayed(&mut client, None).await;
+        return ConnEnd {
+            detail: Some("PROXY header from a peer not in proxyProtocol.accept".into()),
+            ..ConnEnd::new(CloseReason::Blocked)
+        };
     }
     let sni = hello.and_then(|h| h.server_name.clone());
     let Some(route) = shared.router.select(port, client_ip, first) else {
@@ -229,15 +369,24 @@ async fn route_and_relay(
         return ConnEnd { sni, ..end };
     };
     let client = Prefixed::new(prefix, client);
+    // A refused client whose ClientHello was read hears why before the close.
+    let alert = hello.map(|_| &tls::ACCESS_DENIED_ALERT[..]);
     let end = match &route.tls {
         TlsHandling::Forward => {
-            connect_and_relay(shared, route, client, (client_ip, port), at, id, None).await
+            admit_and_relay(shared, route, client, &peers, (at, id), alert, None).await
         }
         TlsHandling::Terminate {
             acceptor,
             reencrypt,
         } => {
             let mut client = client;
+            if !route.admission.lists_admit(client_ip) {
+                shared.close_unrelayed(&mut client, alert).await;
+                return ConnEnd {
+                    sni,
+                    ..ConnEnd::refusal(Refusal::Blocked).with_route(route)
+                };
+            }
             if let Some(detail) = hello.and_then(unusable_version) {
                 // rustls would answer a TLS 1.1 ClientHello with TLS 1.2; refuse it plainly.
                 shared
@@ -253,8 +402,7 @@ async fn route_and_relay(
                 Ok(client) => {
                     let info = HttpConnInfo {
                         id,
-                        peer,
-                        local,
+                        peers,
                         at,
                         terminated: true,
                         sni: sni.clone(),
@@ -279,8 +427,7 @@ async fn after_handshake(
     deadline: StepDeadline,
     reencrypt: Option<(&TlsConnector, Option<&str>)>,
 ) -> ConnEnd {
-    let (at, id) = (info.at, info.id);
-    let to = (info.peer.ip().to_canonical(), info.local.port());
+    let (at, id, peers) = (info.at, info.id, info.peers);
     let alpn = match &client.0 {
         tokio_rustls::TlsStream::Server(s) => s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
         tokio_rustls::TlsStream::Client(_) => None,
@@ -313,7 +460,11 @@ async fn after_handshake(
                 // hyper answers what it cannot parse with 400.
                 _ if forced => HttpProtocol::Http1,
                 _ => {
-                    return connect_and_relay(shared, route, client, to, at, id, reencrypt).await;
+                    let started = (at, id);
+                    return admit_and_relay(
+                        shared, route, client, &peers, started, None, reencrypt,
+                    )
+                    .await;
                 }
             };
             let stream: ClientStream = Box::new(client);
@@ -325,12 +476,37 @@ async fn after_handshake(
             let stream: ClientStream = Box::new(client);
             http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await)
         }
-        None => connect_and_relay(shared, route, client, to, at, id, reencrypt).await,
+        None => admit_and_relay(shared, route, client, &peers, (at, id), None, reencrypt).await,
+    }
+}
+
+/// The route's admission for a TCP relay, then the relay. A refused client hears `alert`
+/// (access_denied when its ClientHello was read and not terminated) before the close.
+async fn admit_and_relay<C: RelayStream>(
+    shared: &Shared,
+    route: &Arc<RouteEntry>,
+    mut client: C,
+    peers: &Peers,
+    started: (Instant, u64),
+    alert: Option<&[u8]>,
+    reencrypt: Option<(&TlsConnector, Option<&str>)>,
+) -> ConnEnd {
+    match route.admission.admit(peers.client_ip(), true) {
+        Ok(ticket) => {
+            let end = connect_and_relay(shared, route, client, peers, started, reencrypt).await;
+            drop(ticket);
+            end
+        }
+        Err(refusal) => {
+            shared.close_unrelayed(&mut client, alert).await;
+            ConnEnd::refusal(refusal).with_route(route)
+        }
     }
 }
 
 fn http_end(end: crate::http::HttpEnd) -> ConnEnd {
     ConnEnd {
+        proxied: None,
         route: end.route,
         sni: None,
         backend: end.backend,
@@ -380,14 +556,16 @@ async fn connect_and_relay<C: RelayStream>(
     shared: &Shared,
     route: &Arc<RouteEntry>,
     mut client: C,
-    (client_ip, port): (IpAddr, u16),
-    at: Instant,
-    id: u64,
+    peers: &Peers,
+    (at, id): (Instant, u64),
     reencrypt: Option<(&TlsConnector, Option<&str>)>,
 ) -> ConnEnd {
-    let connecting = route
-        .endpoints
-        .connect(port, client_ip, shared.connect_timeout);
+    let connecting = route.endpoints.connect(
+        peers.local.port(),
+        peers.client_ip(),
+        shared.connect_timeout,
+        Some(peers.proxy_addresses()),
+    );
     // The lease counts the connection for least-connections while it lives.
     let (backend, endpoint) = match shared.bounded(at, None, connecting).await {
         Ok(Ok(connected)) => (connected.stream, connected.lease),
@@ -543,7 +721,8 @@ fn log_end(id: u64, peer: SocketAddr, local: SocketAddr, at: Instant, end: &Conn
     tracing::debug!(
         conn = id,
         route = %end.route.as_ref().map_or("-", |r| r.name.as_str()),
-        client = %peer,
+        client = %end.proxied.unwrap_or(peer),
+        via = %end.proxied.map_or_else(|| "-".to_string(), |_| peer.to_string()),
         listener = %local,
         sni = %end.sni.as_deref().unwrap_or("-"),
         tls = %end.route.as_ref().map_or("-", |r| r.tls_mode_name()),

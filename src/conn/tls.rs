@@ -18,6 +18,9 @@ pub const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [21, 3, 3, 0, 2, 2, 112];
 /// A fatal `protocol_version` alert: the client offers nothing newer than TLS 1.1.
 pub const PROTOCOL_VERSION_ALERT: [u8; 7] = [21, 3, 3, 0, 2, 2, 70];
 
+/// A fatal `access_denied` alert: the client's address or a limit refuses it.
+pub const ACCESS_DENIED_ALERT: [u8; 7] = [21, 3, 3, 0, 2, 2, 49];
+
 pub struct TlsSide<S>(pub TlsStream<S>);
 
 impl<S: RelayStream> AsyncRead for TlsSide<S> {

@@ -130,10 +130,14 @@ async fn probe(
     path: &str,
     tls: Option<&TlsConnector>,
 ) -> Result<(), String> {
-    let stream = endpoint
+    let mut stream = endpoint
         .connect_port(port)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    endpoint
+        .send_proxy_header(&mut stream, None)
+        .await
+        .map_err(|e| format!("PROXY header: {e}"))?;
     let host = match &endpoint.host {
         Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
         _ => endpoint.host(),

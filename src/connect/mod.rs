@@ -18,12 +18,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Algorithm, HealthCheck, LoadBalancing, Target, TargetPort};
+use crate::config::{
+    Algorithm, HealthCheck, LoadBalancing, ProxyProtocolVersion, Target, TargetPort,
+};
+use crate::proxy_protocol::{self, Addresses};
 
 /// How long an endpoint whose connect failed is tried last.
 pub const PASSIVE_COOLDOWN: Duration = Duration::from_secs(10);
@@ -33,6 +37,8 @@ pub const PASSIVE_COOLDOWN: Duration = Duration::from_secs(10);
 pub struct Endpoint {
     host: Host,
     port: TargetPort,
+    /// `sendProxyProtocol`: every connection to it starts with a PROXY header.
+    send_proxy: Option<ProxyProtocolVersion>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,9 +65,37 @@ impl Endpoint {
         }
     }
 
-    /// One connect attempt, unbounded and unrecorded: `Endpoints::connect` adds both.
-    pub async fn connect(&self, local_port: u16) -> io::Result<TcpStream> {
-        self.connect_port(self.port_for(local_port)).await
+    /// Whether connections to it start with a PROXY header (and so serve one client only).
+    pub fn sends_proxy_header(&self) -> bool {
+        self.send_proxy.is_some()
+    }
+
+    /// One connect attempt, unbounded and unrecorded: `Endpoints::connect` adds both. With
+    /// `sendProxyProtocol`, the header goes out first: `client`'s addresses, or "unknown"
+    /// (v2 LOCAL, v1 UNKNOWN) without a client, as for health checks.
+    pub async fn connect(
+        &self,
+        local_port: u16,
+        client: Option<Addresses>,
+    ) -> io::Result<TcpStream> {
+        let mut stream = self.connect_port(self.port_for(local_port)).await?;
+        self.send_proxy_header(&mut stream, client).await?;
+        Ok(stream)
+    }
+
+    async fn send_proxy_header(
+        &self,
+        stream: &mut TcpStream,
+        client: Option<Addresses>,
+    ) -> io::Result<()> {
+        let Some(version) = self.send_proxy else {
+            return Ok(());
+        };
+        let header = match client {
+            Some(addresses) => proxy_protocol::encode(version, addresses),
+            None => proxy_protocol::encode_local(version),
+        };
+        stream.write_all(&header).await
     }
 
     async fn connect_port(&self, port: u16) -> io::Result<TcpStream> {
@@ -186,6 +220,7 @@ impl Endpoints {
                         Err(_) => Host::Name(h.clone()),
                     },
                     port: t.port,
+                    send_proxy: t.send_proxy_protocol,
                 })
             })
             .map(|endpoint| {
@@ -306,6 +341,7 @@ impl Endpoints {
         local_port: u16,
         client_ip: IpAddr,
         timeout: Duration,
+        client: Option<Addresses>,
     ) -> Result<Connected, ConnectFailed> {
         let mut attempts = 0;
         let mut last_error = io::Error::new(io::ErrorKind::NotFound, "route has no endpoints");
@@ -315,7 +351,7 @@ impl Endpoints {
                 continue;
             };
             attempts += 1;
-            let attempt = lease.connect(local_port);
+            let attempt = lease.connect(local_port, client);
             let result = if timeout.is_zero() {
                 attempt.await
             } else {

@@ -196,17 +196,17 @@ async fn least_connections_counts_connections_until_their_lease_drops() {
     let two = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let ports = [one.local_addr(), two.local_addr()].map(|a| a.expect("address").port());
     let e = endpoints(&ports, Algorithm::LeastConnections);
-    let first = e.connect(0, CLIENT, WAIT).await.expect("connects");
+    let first = e.connect(0, CLIENT, WAIT, None).await.expect("connects");
     // The first endpoint is busy as long as its connection lives.
     for _ in 0..3 {
-        let next = e.connect(0, CLIENT, WAIT).await.expect("connects");
+        let next = e.connect(0, CLIENT, WAIT, None).await.expect("connects");
         assert_ne!(next.lease.index(), first.lease.index());
     }
     drop(first);
     let mut used = BTreeSet::new();
     for _ in 0..4 {
         used.insert(
-            e.connect(0, CLIENT, WAIT)
+            e.connect(0, CLIENT, WAIT, None)
                 .await
                 .expect("connects")
                 .lease
@@ -263,7 +263,7 @@ async fn connect_fails_over_to_the_next_endpoint() {
     let live = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let live_port = live.local_addr().expect("address").port();
     let e = endpoints(&[refusing_port().await, live_port], Algorithm::RoundRobin);
-    let connected = e.connect(0, CLIENT, WAIT).await.expect("connects");
+    let connected = e.connect(0, CLIENT, WAIT, None).await.expect("connects");
     assert_eq!(connected.lease.index(), 1);
     assert_eq!(connected.lease.port_for(0), live_port);
     let (_accepted, from) = live.accept().await.expect("accept");
@@ -284,11 +284,11 @@ async fn connect_fails_after_trying_each_endpoint_once() {
         &[refusing_port().await, refusing_port().await],
         Algorithm::RoundRobin,
     );
-    let failed = e.connect(0, CLIENT, WAIT).await.err().expect("fails");
+    let failed = e.connect(0, CLIENT, WAIT, None).await.err().expect("fails");
     assert_eq!(failed.attempts, 2);
     assert_eq!(failed.last_error.kind(), io::ErrorKind::ConnectionRefused);
     // All in cooldown: still tried, not refused at once.
-    let failed = e.connect(0, CLIENT, WAIT).await.err().expect("fails");
+    let failed = e.connect(0, CLIENT, WAIT, None).await.err().expect("fails");
     assert_eq!(failed.attempts, 2);
 }
 

@@ -14,6 +14,7 @@ use super::headers::{self, Forwarded, Templates};
 use super::service::RequestFacts;
 use super::upstream::{Checkout, ConnectSettings, Sender, Upstream, UpstreamError, Want};
 use super::{ConnCtx, respond, websocket};
+use crate::admission::Ticket;
 use crate::router::RouteEntry;
 
 /// A connection to one of the route's endpoints, and which endpoint.
@@ -44,12 +45,20 @@ pub async fn connect(
     let settings = ConnectSettings {
         timeout: ctx.shared.connect_timeout,
         socket_options: ctx.shared.socket_options,
+        client: ctx.info.peers.proxy_addresses(),
     };
     let endpoints = upstream.endpoints();
     let mut last = None;
     for index in endpoints.plan(ctx.client_ip) {
         match upstream
-            .checkout(index, ctx.info.local.port(), sni, want, false, &settings)
+            .checkout(
+                index,
+                ctx.info.peers.local.port(),
+                sni,
+                want,
+                false,
+                &settings,
+            )
             .await
         {
             Ok(checkout) => {
@@ -71,18 +80,20 @@ pub fn backend_sni<'a>(ctx: &'a ConnCtx, facts: &'a RequestFacts) -> Option<&'a 
     facts.domain.as_deref().or(ctx.info.sni.as_deref())
 }
 
+/// `ticket`: the route's admission, held until the response body ends (or the WebSocket).
 pub async fn forward(
     ctx: &ConnCtx,
     route: &Arc<RouteEntry>,
     request: Request<Incoming>,
-    facts: &RequestFacts,
-    templates: &Templates<'_>,
+    (facts, templates): (&RequestFacts, &Templates<'_>),
+    ticket: Ticket,
 ) -> Response<ProxyBody> {
     let Some(upstream) = route.upstream.as_ref() else {
         return respond::text(StatusCode::BAD_GATEWAY, "the route has no backend", false);
     };
     if websocket::is_upgrade(&request) {
-        return websocket::forward(ctx, route, upstream, request, facts, templates).await;
+        let request_facts = (facts, templates);
+        return websocket::forward(ctx, route, upstream, request, request_facts, ticket).await;
     }
     if request.method() == Method::CONNECT {
         return respond::text(
@@ -134,11 +145,12 @@ pub async fn forward(
                             let settings = ConnectSettings {
                                 timeout: ctx.shared.connect_timeout,
                                 socket_options: ctx.shared.socket_options,
+                                client: ctx.info.peers.proxy_addresses(),
                             };
                             match upstream
                                 .checkout(
                                     index,
-                                    ctx.info.local.port(),
+                                    ctx.info.peers.local.port(),
                                     sni,
                                     Want::Any,
                                     true,
@@ -184,8 +196,8 @@ pub async fn forward(
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let hold = match checkout.sender {
-            Sender::H1(_) => upstream.return_on_end(index, checkout, lease),
-            Sender::H2(_) => Box::new(Keep((lease, checkout.busy))),
+            Sender::H1(_) => upstream.return_on_end(index, checkout, (lease, ticket)),
+            Sender::H2(_) => Box::new(Keep((lease, checkout.busy, ticket))),
         };
         return Response::from_parts(parts, ProxyBody::held(body, hold));
     }
@@ -224,7 +236,7 @@ pub fn prepare_headers(
             trusted: ctx.trusted,
             proto: if ctx.info.terminated { "https" } else { "http" },
             host: facts.authority.as_deref(),
-            port: ctx.info.local.port(),
+            port: ctx.info.peers.destination.port(),
         },
     );
     headers::apply_rules(headers, &route.header_rules.request, templates);

@@ -29,9 +29,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::conn::Shared;
 use crate::conn::lifecycle::CloseReason;
 use crate::conn::relay::{RelayEnd, RelayStream};
+use crate::conn::{Peers, Shared};
 use crate::router::RouteEntry;
 use activity::{Activity, Watched};
 use h1_guard::{GuardedIo, Verdicts};
@@ -63,8 +63,7 @@ pub(crate) enum Protocol {
 /// The client connection, as every request on it sees it.
 pub(crate) struct ConnInfo {
     pub id: u64,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
+    pub peers: Peers,
     /// Accepted at; lifetime limits count from here.
     pub at: Instant,
     /// Came in over TLS the proxy terminated.
@@ -99,12 +98,41 @@ struct ConnCtx {
     tunnels: mpsc::UnboundedSender<Tunnel>,
     requests: AtomicU64,
     last: Mutex<(Option<Arc<RouteEntry>>, Option<SocketAddr>)>,
+    /// The routes this connection reached (each counts once toward its connection rate),
+    /// and the last admission refusal, which ends an HTTP/1.1 connection.
+    admitted: Mutex<Admitted>,
+}
+
+#[derive(Default)]
+struct Admitted {
+    routes: Vec<Arc<RouteEntry>>,
+    refused: u64,
+    closing: Option<CloseReason>,
 }
 
 impl ConnCtx {
     fn note(&self, route: &Arc<RouteEntry>, backend: Option<SocketAddr>) {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         *last = (Some(Arc::clone(route)), backend);
+    }
+
+    /// Whether this is the connection's first request to `route`.
+    fn first_visit(&self, route: &Arc<RouteEntry>) -> bool {
+        let mut admitted = self.admitted.lock().unwrap_or_else(PoisonError::into_inner);
+        if admitted.routes.iter().any(|r| Arc::ptr_eq(r, route)) {
+            return false;
+        }
+        admitted.routes.push(Arc::clone(route));
+        true
+    }
+
+    /// Records a refused request; `closes`: its answer ends the connection, with `reason`.
+    fn refused(&self, reason: CloseReason, closes: bool) {
+        let mut admitted = self.admitted.lock().unwrap_or_else(PoisonError::into_inner);
+        admitted.refused += 1;
+        if closes {
+            admitted.closing = Some(reason);
+        }
     }
 }
 
@@ -147,12 +175,15 @@ pub(crate) async fn serve(
     protocol: Protocol,
     info: ConnInfo,
 ) -> HttpEnd {
-    let client_ip = info.peer.ip().to_canonical();
-    let trusted = shared
-        .http
-        .trusted_proxies
-        .iter()
-        .any(|net| net.contains(&client_ip));
+    let client_ip = info.peers.client_ip();
+    // The hop that sent these bytes vouches for the chain: a trusted proxy, or a peer trusted
+    // to send PROXY headers.
+    let hop = info.peers.socket_peer().ip().to_canonical();
+    let trusted = shared.http.trusted_proxies.iter().any(|n| n.contains(&hop))
+        || shared
+            .proxy_protocol
+            .as_ref()
+            .is_some_and(|p| p.accept.iter().any(|n| n.contains(&hop)));
     let activity = Activity::new(info.at);
     let stream = Watched::new(stream, Arc::clone(&activity));
     let (tunnel_tx, tunnel_rx) = mpsc::unbounded_channel();
@@ -166,6 +197,7 @@ pub(crate) async fn serve(
         tunnels: tunnel_tx,
         requests: AtomicU64::new(0),
         last: Mutex::new((None, None)),
+        admitted: Mutex::new(Admitted::default()),
     });
     let handler = Arc::clone(&ctx);
     let service = service_fn(move |request| {
@@ -209,12 +241,26 @@ pub(crate) async fn serve(
         (last.0.clone(), last.1)
     };
     let requests = ctx.requests.load(Ordering::Relaxed);
+    let (refused, closing) = {
+        let admitted = ctx.admitted.lock().unwrap_or_else(PoisonError::into_inner);
+        (admitted.refused, admitted.closing)
+    };
+    let mut summary = format!("{requests} requests");
+    if refused > 0 {
+        summary.push_str(&format!(", {refused} refused"));
+    }
+    let reason = match (closing, served.reason) {
+        // The refusal's answer asked the client to close; its leaving is the refusal's doing.
+        (Some(refusal), CloseReason::ClientFin | CloseReason::BackendFin) => refusal,
+        _ => served.reason,
+    };
     HttpEnd {
         route,
         backend,
+        reason,
         detail: Some(match served.detail {
-            Some(detail) => format!("{requests} requests; {detail}"),
-            None => format!("{requests} requests"),
+            Some(detail) => format!("{summary}; {detail}"),
+            None => summary,
         }),
         ..served
     }

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use http::header::HeaderValue;
 use http::{Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 
@@ -12,8 +13,10 @@ use super::body::ProxyBody;
 use super::h1_guard::Rejection;
 use super::headers::Templates;
 use super::{forward, respond};
+use crate::admission::{Refusal, RequestRefusal, Ticket};
 use crate::config::ActionKind;
-use crate::router::HttpRequestFacts;
+use crate::conn::lifecycle::CloseReason;
+use crate::router::{HttpRequestFacts, RouteEntry};
 
 /// What the handler learned about a request before routing it.
 pub struct RequestFacts {
@@ -37,7 +40,7 @@ pub async fn handle(
         Ok(facts) => facts,
         Err(message) => return Ok(respond::text(StatusCode::BAD_REQUEST, message, true)),
     };
-    let port = ctx.info.local.port();
+    let port = ctx.info.peers.local.port();
     let route = ctx.shared.router.select_http(
         port,
         ctx.client_ip,
@@ -56,6 +59,10 @@ pub async fn handle(
         ));
     };
     ctx.note(&route, None);
+    let ticket = match admit(&ctx, &route, &request).await {
+        Ok(ticket) => ticket,
+        Err(refused) => return Ok(refused),
+    };
     let query = request
         .uri()
         .query()
@@ -68,7 +75,7 @@ pub async fn handle(
         client_ip: ctx.client_ip,
         path: &path,
         query: &query,
-        port,
+        port: ctx.info.peers.destination.port(),
     };
     let response = match &route.action {
         ActionKind::Block => respond::text(StatusCode::FORBIDDEN, "blocked by the proxy", true),
@@ -78,9 +85,79 @@ pub async fn handle(
             body,
             headers,
         } => respond::respond(*status, body, headers, &templates),
-        ActionKind::Forward => forward::forward(&ctx, &route, request, &facts, &templates).await,
+        ActionKind::Forward => {
+            forward::forward(&ctx, &route, request, (&facts, &templates), ticket).await
+        }
     };
     Ok(response)
+}
+
+/// The route's admission for one request: address lists and connection limits (a refusal
+/// ends an HTTP/1.1 connection), then its request rate and credentials.
+async fn admit(
+    ctx: &ConnCtx,
+    route: &Arc<RouteEntry>,
+    request: &Request<Incoming>,
+) -> Result<Ticket, Response<ProxyBody>> {
+    let h1 = request.version() != Version::HTTP_2;
+    let new_connection = ctx.first_visit(route);
+    let ticket = match route.admission.admit(ctx.client_ip, new_connection) {
+        Ok(ticket) => ticket,
+        Err(refusal) => {
+            ctx.refused(refusal.reason(), h1);
+            let (status, message) = match refusal {
+                Refusal::Blocked => (StatusCode::FORBIDDEN, "your address may not use this route"),
+                Refusal::RouteFull | Refusal::ProxyFull => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the route is at its connection limit",
+                ),
+                Refusal::PerIp(_) => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from your address",
+                ),
+            };
+            let mut response = respond::text(status, message, h1);
+            if let Some(after) = refusal.retry_after() {
+                set_retry_after(&mut response, after);
+            }
+            return Err(response);
+        }
+    };
+    let checked = route
+        .admission
+        .check_request(ctx.client_ip, request.uri().path(), request.headers())
+        .await;
+    match checked {
+        Ok(()) => Ok(ticket),
+        Err(RequestRefusal::RateLimited {
+            retry_after,
+            message,
+        }) => {
+            ctx.refused(CloseReason::Limit, false);
+            let message = message
+                .as_deref()
+                .unwrap_or("too many requests; try again later");
+            let mut response = respond::text(StatusCode::TOO_MANY_REQUESTS, message, false);
+            set_retry_after(&mut response, retry_after);
+            Err(response)
+        }
+        Err(RequestRefusal::Unauthorized(challenge)) => {
+            let mut response =
+                respond::text(StatusCode::UNAUTHORIZED, "credentials required", false);
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+            Err(response)
+        }
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up.
+fn set_retry_after(response: &mut Response<ProxyBody>, after: std::time::Duration) {
+    let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
 }
 
 /// The request's authority: `:authority` on HTTP/2, else the Host header (one, and agreeing

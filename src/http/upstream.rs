@@ -120,6 +120,9 @@ pub struct Checkout {
     pub backend: Option<std::net::SocketAddr>,
     /// The SNI it was opened with (re-encrypting routes), for pooling.
     pub sni: Option<ServerName<'static>>,
+    /// It began with a PROXY header naming one client, so it serves no one else: never
+    /// pooled, never shared.
+    pub private: bool,
 }
 
 struct IdleH1 {
@@ -184,6 +187,8 @@ pub enum UpstreamError {
 pub struct ConnectSettings {
     pub timeout: Duration,
     pub socket_options: SocketOptions,
+    /// The client, for a PROXY header toward endpoints that want one.
+    pub client: crate::proxy_protocol::Addresses,
 }
 
 pub struct Upstream {
@@ -286,10 +291,17 @@ impl Upstream {
             }
             None => None,
         };
-        if !fresh && let Some(checkout) = self.pooled(slot, want, sni.as_ref()) {
+        let private = self
+            .endpoints
+            .get(index)
+            .is_some_and(|e| e.sends_proxy_header());
+        if !fresh
+            && !private
+            && let Some(checkout) = self.pooled(slot, want, sni.as_ref())
+        {
             return Ok(checkout);
         }
-        let shares_h2 = want == Want::Any && protocol == TargetProtocol::H2;
+        let shares_h2 = !private && want == Want::Any && protocol == TargetProtocol::H2;
         let connecting = async {
             // The wait for another request's connect counts toward this one's timeout too.
             let _turn = match shares_h2 {
@@ -307,6 +319,7 @@ impl Upstream {
             state.enter();
             if let Sender::H2(h2) = &sender
                 && want == Want::Any
+                && !private
             {
                 let mut shared = slot.h2.lock().unwrap_or_else(PoisonError::into_inner);
                 shared.retain(|c| c.sni != sni && !c.sender.is_closed());
@@ -323,6 +336,7 @@ impl Upstream {
                 reused: false,
                 backend,
                 sni,
+                private,
             })
         };
         if settings.timeout.is_zero() {
@@ -352,6 +366,7 @@ impl Upstream {
                     reused: true,
                     backend: h2.backend,
                     sni: h2.sni.clone(),
+                    private: false,
                 });
             }
         }
@@ -369,34 +384,37 @@ impl Upstream {
             reused: true,
             backend: conn.backend,
             sni: conn.sni,
+            private: false,
         })
     }
 
     /// The body hold of a response from an HTTP/1.1 connection: back to the pool when the body
     /// was read to its end, closed otherwise.
-    pub fn return_on_end(
+    /// `holds`: what must live until the body ends too (the endpoint lease, the route's
+    /// admission ticket).
+    pub fn return_on_end<T: Send + Sync + 'static>(
         self: &Arc<Self>,
         index: usize,
         checkout: Checkout,
-        lease: Option<crate::connect::EndpointLease>,
+        holds: T,
     ) -> Hold {
         Box::new(ReturnOnEnd {
             upstream: Arc::clone(self),
             index,
             checkout,
-            _lease: lease,
+            _holds: holds,
         })
     }
 }
 
-struct ReturnOnEnd {
+struct ReturnOnEnd<T> {
     upstream: Arc<Upstream>,
     index: usize,
     checkout: Checkout,
-    _lease: Option<crate::connect::EndpointLease>,
+    _holds: T,
 }
 
-impl BodyHold for ReturnOnEnd {
+impl<T: Send + Sync> BodyHold for ReturnOnEnd<T> {
     fn finished(self: Box<Self>, complete: bool) {
         let ReturnOnEnd {
             upstream,
@@ -404,7 +422,7 @@ impl BodyHold for ReturnOnEnd {
             checkout,
             ..
         } = *self;
-        if let (true, Sender::H1(sender)) = (complete, checkout.sender) {
+        if let (true, false, Sender::H1(sender)) = (complete, checkout.private, checkout.sender) {
             upstream.checkin(index, sender, checkout.busy, checkout.sni, checkout.backend);
         }
     }
@@ -460,7 +478,7 @@ impl Upstream {
             UpstreamError::Connect(io::Error::new(io::ErrorKind::NotFound, "no such endpoint"))
         })?;
         let tcp = endpoint
-            .connect(local_port)
+            .connect(local_port, Some(settings.client))
             .await
             .map_err(UpstreamError::Connect)?;
         settings.socket_options.apply(&tcp);

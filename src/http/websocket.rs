@@ -19,6 +19,7 @@ use super::service::RequestFacts;
 use super::upstream::{BackendStream, Sender, Upstream, Want};
 use super::ws_ping::PingingClient;
 use super::{ConnCtx, H1Io, respond};
+use crate::admission::Ticket;
 use crate::conn::Shared;
 use crate::conn::lifecycle::CloseReason;
 use crate::conn::prefixed::Prefixed;
@@ -50,13 +51,14 @@ pub fn is_upgrade<B>(request: &Request<B>) -> bool {
     has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
 }
 
+/// `ticket`: the route's admission, held for as long as the tunnel lives.
 pub async fn forward(
     ctx: &ConnCtx,
     route: &Arc<RouteEntry>,
     upstream: &Arc<Upstream>,
     mut request: Request<Incoming>,
-    facts: &RequestFacts,
-    templates: &Templates<'_>,
+    (facts, templates): (&RequestFacts, &Templates<'_>),
+    ticket: Ticket,
 ) -> Response<ProxyBody> {
     if !route.websocket.enabled {
         return respond::text(
@@ -127,7 +129,7 @@ pub async fn forward(
         }
         return Response::from_parts(
             parts,
-            ProxyBody::held(body, Box::new(Keep((lease, checkout.busy)))),
+            ProxyBody::held(body, Box::new(Keep((lease, checkout.busy, ticket)))),
         );
     }
     let mut backend_response = Response::from_parts(parts, ());
@@ -156,6 +158,7 @@ pub async fn forward(
     let tunnel = async move {
         let end = tunnel(&shared, &route, client_upgrade, backend_upgrade, at).await;
         drop(lease);
+        drop(ticket);
         end
     };
     if ctx.tunnels.send(Box::pin(tunnel)).is_err() {
