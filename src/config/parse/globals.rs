@@ -1,24 +1,23 @@
-//! The top level: the global options over their defaults, the globals that are refused or
-//! ignored, and the `routes` list.
+//! The top level: the global options over their defaults (admission among them), which peers
+//! may send a PROXY header (`proxyProtocol`, or SmartProxy's `acceptProxyProtocol` + `proxyIPs`),
+//! the globals that are refused or ignored, and the `routes` list.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::ip::{ip_list, trusted_proxies};
+use super::ip::{ip_list, trusted_peers};
 use super::routes::route;
 use super::tree::{
-    Ctx, check_keys, expect_bool, expect_choice, expect_count, expect_duration, expect_object,
-    expect_size, expect_str,
+    Ctx, check_keys, child, expect_bool, expect_choice, expect_count, expect_duration,
+    expect_object, expect_size, expect_str,
 };
-use super::{
-    WITH_ACME, WITH_ADMIN, WITH_ADMISSION, WITH_DEFAULTS, WITH_METRICS, WITH_PROXY_PROTOCOL,
-};
+use super::{WITH_ACME, WITH_ADMIN, WITH_DEFAULTS, WITH_METRICS};
 use crate::config::units::{MAX_DURATION, MAX_DURATION_TEXT, describe, quoted, shown};
-use crate::config::{Config, KeepAliveTreatment};
+use crate::config::{Config, KeepAliveTreatment, ProxyProtocolAccept};
 
 pub(super) const GLOBAL_KEYS: &[&str] = &[
     "routes",
@@ -109,7 +108,16 @@ pub(super) fn validate_config(ctx: &mut Ctx, root: &Value) -> Option<Config> {
             return None;
         }
     };
-    check_keys(ctx, "", object, GLOBAL_KEYS, IGNORED_GLOBALS);
+    // SmartProxy's `acceptProxyProtocol: true` with `proxyIPs` is read (as `proxyProtocol`), so
+    // those two are not reported as ignored then.
+    let legacy = legacy_proxy_protocol(object);
+    if legacy.is_some() {
+        let mut known = GLOBAL_KEYS.to_vec();
+        known.extend(["acceptProxyProtocol", "proxyIPs"]);
+        check_keys(ctx, "", object, &known, IGNORED_GLOBALS);
+    } else {
+        check_keys(ctx, "", object, GLOBAL_KEYS, IGNORED_GLOBALS);
+    }
 
     let mut config = Config::default();
 
@@ -207,19 +215,7 @@ pub(super) fn validate_config(ctx: &mut Ctx, root: &Value) -> Option<Config> {
         config.keep_alive_inactivity_multiplier = 1.0;
     }
 
-    // SmartProxy's PROXY protocol switches are accepted as names, but a value that would turn
-    // the protocol on must not be silently ignored.
-    for key in ["acceptProxyProtocol", "sendProxyProtocol", "proxyIPs"] {
-        let enabled = match object.get(key) {
-            Some(Value::Bool(on)) => *on,
-            Some(Value::Array(list)) => !list.is_empty(),
-            Some(Value::String(text)) => !text.is_empty(),
-            _ => false,
-        };
-        if enabled {
-            ctx.unsupported(key, WITH_PROXY_PROTOCOL);
-        }
-    }
+    config.proxy_protocol = proxy_protocol(ctx, object, legacy);
 
     if let Some(value) = object.get("keepAliveInitialDelay") {
         let key = "keepAliveInitialDelay";
@@ -297,23 +293,34 @@ pub(super) fn validate_config(ctx: &mut Ctx, root: &Value) -> Option<Config> {
         config.admission.max_connections = n;
     }
 
-    // Accepted shapes whose behaviour does not exist yet: refused when they would matter.
-    for key in ["maxConnectionsPerIP", "connectionRateLimitPerMinute"] {
-        if let Some(value) = object.get(key)
-            && expect_count(ctx, key, value).is_some_and(|n| n != 0)
-        {
-            ctx.unsupported(key, WITH_ADMISSION);
+    {
+        let admission = &mut config.admission;
+        for (key, slot) in [
+            ("maxConnectionsPerIP", &mut admission.max_connections_per_ip),
+            (
+                "connectionRateLimitPerMinute",
+                &mut admission.connection_rate_limit_per_minute,
+            ),
+        ] {
+            if let Some(value) = object.get(key)
+                && let Some(n) = expect_count(ctx, key, value)
+            {
+                *slot = n;
+            }
         }
-    }
-    for key in ["ipAllowList", "ipBlockList"] {
-        if let Some(value) = object.get(key)
-            && ip_list(ctx, key, value).is_some_and(|list| !list.is_empty())
-        {
-            ctx.unsupported(key, WITH_ADMISSION);
+        for (key, slot) in [
+            ("ipAllowList", &mut admission.ip_allow_list),
+            ("ipBlockList", &mut admission.ip_block_list),
+        ] {
+            if let Some(value) = object.get(key)
+                && let Some(list) = ip_list(ctx, key, value)
+            {
+                *slot = list;
+            }
         }
     }
     if let Some(value) = object.get("trustedProxies")
-        && let Some(list) = trusted_proxies(ctx, "trustedProxies", value)
+        && let Some(list) = trusted_peers(ctx, "trustedProxies", value)
     {
         config.trusted_proxies = list;
     }
@@ -321,7 +328,6 @@ pub(super) fn validate_config(ctx: &mut Ctx, root: &Value) -> Option<Config> {
         ("acme", WITH_ACME),
         ("admin", WITH_ADMIN),
         ("metrics", WITH_METRICS),
-        ("proxyProtocol", WITH_PROXY_PROTOCOL),
         ("defaults", WITH_DEFAULTS),
     ] {
         if let Some(value) = object.get(key)
@@ -369,4 +375,137 @@ fn bind_address(ctx: &mut Ctx, value: &Value) -> Option<IpAddr> {
             None
         }
     }
+}
+
+pub(super) const PROXY_PROTOCOL_KEYS: &[&str] = &["accept", "required"];
+const PROXY_PROTOCOL_EXAMPLE: &str = "proxyProtocol: {accept: [\"10.0.0.0/8\"]}";
+
+/// SmartProxy's older way to accept PROXY headers, when it is switched on: the value of
+/// `proxyIPs` beside `acceptProxyProtocol: true`.
+fn legacy_proxy_protocol(object: &Map<String, Value>) -> Option<&Value> {
+    let on = matches!(object.get("acceptProxyProtocol"), Some(Value::Bool(true)));
+    object.get("proxyIPs").filter(|ips| on && is_given(ips))
+}
+
+/// A list or string that names something (SmartProxy's switches count as off when empty).
+fn is_given(value: &Value) -> bool {
+    match value {
+        Value::Array(list) => !list.is_empty(),
+        Value::String(text) => !text.is_empty(),
+        _ => false,
+    }
+}
+
+/// `proxyProtocol`, or SmartProxy's `acceptProxyProtocol: true` + `proxyIPs` read as
+/// `proxyProtocol: {accept: proxyIPs, required: false}`. Either form, not both.
+fn proxy_protocol(
+    ctx: &mut Ctx,
+    object: &Map<String, Value>,
+    legacy: Option<&Value>,
+) -> Option<ProxyProtocolAccept> {
+    // A global switch to send headers would be silently ignored: sending is per target.
+    if let Some(value) = object.get("sendProxyProtocol")
+        && (matches!(value, Value::Bool(true)) || is_given(value))
+    {
+        ctx.error(
+            "sendProxyProtocol",
+            "a PROXY header is sent per target here: set `sendProxyProtocol: v1` (or v2) on \
+             each target that expects one (`targets[].sendProxyProtocol`)",
+        );
+    }
+    let accept_on = matches!(object.get("acceptProxyProtocol"), Some(Value::Bool(true)));
+    let ips_given = object.get("proxyIPs").is_some_and(is_given);
+    let current = object.get("proxyProtocol");
+
+    if current.is_some() && (accept_on || ips_given) {
+        let key = if accept_on {
+            "acceptProxyProtocol"
+        } else {
+            "proxyIPs"
+        };
+        ctx.error(
+            key,
+            "`proxyProtocol` is given too; keep only `proxyProtocol: {accept, required}` \
+             (acceptProxyProtocol and proxyIPs are SmartProxy's older form of it)",
+        );
+        // `proxyProtocol` is still checked, so that every problem in it is reported.
+        if let Some(value) = current {
+            proxy_protocol_object(ctx, value);
+        }
+        return None;
+    }
+    if let Some(value) = current {
+        return proxy_protocol_object(ctx, value);
+    }
+    if accept_on && !ips_given {
+        ctx.error(
+            "acceptProxyProtocol",
+            format!(
+                "true without `proxyIPs` would trust no peer to send a PROXY header; list the \
+                 peers that may, e.g. `{PROXY_PROTOCOL_EXAMPLE}`"
+            ),
+        );
+        return None;
+    }
+    if ips_given && !accept_on {
+        ctx.error(
+            "proxyIPs",
+            format!(
+                "read only with `acceptProxyProtocol: true`; to accept PROXY headers from these \
+                 peers write `{PROXY_PROTOCOL_EXAMPLE}` instead"
+            ),
+        );
+        return None;
+    }
+    let ips = legacy?;
+    let accept = trusted_peers(ctx, "proxyIPs", ips)?;
+    ctx.warn(
+        "acceptProxyProtocol",
+        "read with `proxyIPs` as `proxyProtocol: {accept: <proxyIPs>, required: false}` (peers \
+         in proxyIPs may send a PROXY header, and need not); write that form instead \
+         (`required: true`, the default, refuses a listed peer that sends none)",
+    );
+    Some(ProxyProtocolAccept {
+        accept,
+        required: false,
+    })
+}
+
+/// `proxyProtocol: {accept, required}`.
+fn proxy_protocol_object(ctx: &mut Ctx, value: &Value) -> Option<ProxyProtocolAccept> {
+    let path = "proxyProtocol";
+    let object = expect_object(ctx, path, value, "an object {accept, required}")?;
+    check_keys(ctx, path, object, PROXY_PROTOCOL_KEYS, &[]);
+    let accept_path = child(path, "accept");
+    let accept = match object.get("accept") {
+        None => {
+            ctx.error(
+                &accept_path,
+                format!(
+                    "required key missing: the peers (CIDRs or IP addresses) trusted to send a \
+                     PROXY header, e.g. `{PROXY_PROTOCOL_EXAMPLE}`"
+                ),
+            );
+            None
+        }
+        Some(value) => match trusted_peers(ctx, &accept_path, value) {
+            Some(list) if list.is_empty() => {
+                ctx.error(
+                    &accept_path,
+                    "an empty list trusts no peer to send a PROXY header; list the peers that \
+                     may (or leave `proxyProtocol` out)",
+                );
+                None
+            }
+            list => list,
+        },
+    };
+    let required = match object.get("required") {
+        None => Some(true),
+        Some(value) => expect_bool(ctx, &child(path, "required"), value),
+    };
+    Some(ProxyProtocolAccept {
+        accept: accept?,
+        required: required?,
+    })
 }

@@ -98,7 +98,7 @@ pub(super) fn header_map<'a>(
 
 /// A header name: one or more token characters (RFC 9110: letters, digits and
 /// ``!#$%&'*+-.^_`|~``).
-fn check_header_name(name: &str) -> Result<(), String> {
+pub(super) fn check_header_name(name: &str) -> Result<(), String> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if !name.is_empty() && name.bytes().all(token) {
         Ok(())

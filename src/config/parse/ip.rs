@@ -1,5 +1,5 @@
-//! Client address patterns: `match.clientIp`, and the `ipAllowList`, `ipBlockList` and
-//! `trustedProxies` lists.
+//! Client address patterns: `match.clientIp`, the `ipAllowList` and `ipBlockList` lists (global
+//! and per route), and the peer lists `trustedProxies` and `proxyProtocol.accept`.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -24,6 +24,8 @@ pub(super) fn client_ips(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec
 }
 
 /// A CIDR (`10.0.0.0/8`), a bare address (→ /32 or /128) or a glob (`192.168.1.*`).
+/// IPv4-mapped IPv6 becomes the IPv4 it names (`::ffff:10.0.0.0/104` → `10.0.0.0/8`,
+/// `::ffff:10.0.0.*` → `10.0.0.*`): client addresses are always compared in that form.
 fn ip_pattern(text: &str) -> Result<IpPattern, String> {
     let bad = || {
         format!(
@@ -37,23 +39,39 @@ fn ip_pattern(text: &str) -> Result<IpPattern, String> {
             .chars()
             .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '*'));
         return if glob_chars {
-            Ok(IpPattern::Glob(text.to_string()))
+            Ok(IpPattern::Glob(unmap_glob(text).to_string()))
         } else {
             Err(bad())
         };
     }
     if text.contains('/') {
         return IpNet::from_str(text)
-            .map(|net| IpPattern::Net(net.trunc()))
+            .map(|net| IpPattern::Net(unmap(net.trunc())))
             .map_err(|_| bad());
     }
     IpAddr::from_str(text)
-        .map(|address| IpPattern::Net(IpNet::from(address)))
+        .map(|address| IpPattern::Net(unmap(IpNet::from(address))))
         .map_err(|_| bad())
 }
 
-/// `trustedProxies`: one or a list of CIDRs or bare addresses (no globs).
-pub(super) fn trusted_proxies(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec<IpNet>> {
+/// `::ffff:` followed by a dotted IPv4 glob → that glob; anything else unchanged.
+fn unmap_glob(glob: &str) -> &str {
+    match glob.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("::ffff:") => {
+            let rest = &glob[7..];
+            if rest.contains('.') && !rest.contains(':') {
+                rest
+            } else {
+                glob
+            }
+        }
+        _ => glob,
+    }
+}
+
+/// `trustedProxies`, `proxyProtocol.accept`, `proxyIPs`: one or a list of CIDRs or bare
+/// addresses (no globs).
+pub(super) fn trusted_peers(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec<IpNet>> {
     let entries = string_or_list(ctx, path, value, "a CIDR or IP address")?;
     check_entries(ctx, &entries, ip_net)
 }

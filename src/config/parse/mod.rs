@@ -261,11 +261,10 @@ impl<'de> Visitor<'de> for StrictVisitor {
 // ---------------------------------------------------------------------------------------------
 
 // What each refused feature arrives with, for the "not supported yet" messages.
-const WITH_ADMISSION: &str = "admission control";
 const WITH_ACME: &str = "automatic certificates (ACME)";
 const WITH_ADMIN: &str = "the admin API";
 const WITH_METRICS: &str = "the admin API and metrics";
-const WITH_PROXY_PROTOCOL: &str = "PROXY protocol support";
+const WITH_JWT_AUTH: &str = "JWT authentication";
 const WITH_DEFAULTS: &str = "route defaults";
 const WITH_SOCKET_HANDLERS: &str = "socket handlers in the library";
 const WITH_TARGET_OPTIONS: &str = "per-target options";

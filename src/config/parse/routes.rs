@@ -14,7 +14,7 @@ use super::tree::{
     expect_string_list, expect_text, item, string_or_list,
 };
 use crate::config::units::{describe, quoted};
-use crate::config::{Action, Route, RouteMatch, TlsVersion};
+use crate::config::{Action, Route, RouteMatch, RouteSecurity, TlsVersion};
 
 pub(super) const ROUTE_KEYS: &[&str] = &[
     "name",
@@ -110,9 +110,15 @@ pub(super) fn route(
         Some(value) => action(ctx, &child(&path, "action"), value),
     };
 
-    if let Some(value) = object.get("security") {
-        security(ctx, &child(&path, "security"), value);
-    }
+    let security = match object.get("security") {
+        None => Some(RouteSecurity::default()),
+        Some(value) => {
+            let why_opaque = action
+                .as_ref()
+                .and_then(|action| opaque_reason(action.tls.as_ref(), action.protocol));
+            security(ctx, &child(&path, "security"), value, why_opaque)
+        }
+    };
 
     if let (Some(matcher), Some(action)) = (&matcher, &action) {
         http_conditions_readable(ctx, &child(&path, "match"), matcher, action);
@@ -124,7 +130,7 @@ pub(super) fn route(
         enabled: enabled?,
         matcher: matcher?,
         action: action?,
-        security: crate::config::RouteSecurity::default(),
+        security: security?,
     })
 }
 
@@ -262,28 +268,26 @@ fn http_conditions_readable(ctx: &mut Ctx, path: &str, matcher: &RouteMatch, act
 /// `match.path`: a case-sensitive glob over the request path, starting with `/` or `*`.
 fn path_pattern(ctx: &mut Ctx, path: &str, value: &Value) -> Option<String> {
     let text = expect_str(ctx, path, value, "a path pattern")?;
+    ctx.report(path, check_path_pattern(text))
+}
+
+/// A glob over the request path (`match.path`, `basicAuth.excludePaths`): starts with `/` or
+/// `*`, and holds no spaces or control characters.
+pub(super) fn check_path_pattern(text: &str) -> Result<String, String> {
     if !(text.starts_with('/') || text.starts_with('*')) {
-        ctx.error(
-            path,
-            format!(
-                "{} is not a path pattern; expected one starting with / or * (e.g. /api/*)",
-                quoted(text)
-            ),
-        );
-        return None;
+        return Err(format!(
+            "{} is not a path pattern; expected one starting with / or * (e.g. /api/*)",
+            quoted(text)
+        ));
     }
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        ctx.error(
-            path,
-            format!(
-                "{} contains spaces or control characters, which never appear in a request \
-                 path (write them percent-encoded, as they arrive: %20)",
-                quoted(text)
-            ),
-        );
-        return None;
+        return Err(format!(
+            "{} contains spaces or control characters, which never appear in a request \
+             path (write them percent-encoded, as they arrive: %20)",
+            quoted(text)
+        ));
     }
-    Some(text.to_string())
+    Ok(text.to_string())
 }
 
 /// `match.headers`: lowercase header name → case-insensitive glob over its value.

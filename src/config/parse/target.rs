@@ -5,13 +5,13 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+use super::WITH_TARGET_OPTIONS;
 use super::routes::port_number;
 use super::tree::{
     Ctx, check_entries, check_keys, child, expect_choice, expect_object, item, string_or_list,
 };
-use super::{WITH_PROXY_PROTOCOL, WITH_TARGET_OPTIONS};
 use crate::config::units::{describe, quoted};
-use crate::config::{Target, TargetPort, TargetProtocol};
+use crate::config::{ProxyProtocolVersion, Target, TargetPort, TargetProtocol};
 
 /// The target keys this version acts on; the rest of TARGET_KEYS are refused as not supported yet.
 const SUPPORTED_TARGET_KEYS: &[&str] = &["host", "port", "protocol", "sendProxyProtocol"];
@@ -132,26 +132,25 @@ pub(super) fn target(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Target>
             }
         }
     };
-    if let Some(value) = object.get("sendProxyProtocol") {
-        let key_path = child(path, "sendProxyProtocol");
-        match value {
-            Value::Bool(false) => {}
-            Value::Bool(true) => ctx.unsupported(&key_path, WITH_PROXY_PROTOCOL),
-            other => {
-                if expect_choice(
-                    ctx,
-                    &key_path,
-                    other,
-                    &["v1", "v2"],
-                    "a PROXY protocol version",
-                )
-                .is_some()
-                {
-                    ctx.unsupported(&key_path, WITH_PROXY_PROTOCOL);
-                }
+    // SmartProxy's `true` (it writes v1) is accepted as v1.
+    let send_proxy_protocol = match object.get("sendProxyProtocol") {
+        None | Some(Value::Bool(false)) => Some(None),
+        Some(Value::Bool(true)) => Some(Some(ProxyProtocolVersion::V1)),
+        Some(value) => {
+            let key_path = child(path, "sendProxyProtocol");
+            match expect_choice(
+                ctx,
+                &key_path,
+                value,
+                &["v1", "v2"],
+                "a PROXY protocol version",
+            ) {
+                Some("v1") => Some(Some(ProxyProtocolVersion::V1)),
+                Some(_) => Some(Some(ProxyProtocolVersion::V2)),
+                None => None,
             }
         }
-    }
+    };
     for &key in TARGET_KEYS {
         if !SUPPORTED_TARGET_KEYS.contains(&key) && object.contains_key(key) {
             ctx.unsupported(&child(path, key), WITH_TARGET_OPTIONS);
@@ -162,7 +161,7 @@ pub(super) fn target(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Target>
         hosts: hosts?,
         port: port?,
         protocol: protocol?,
-        send_proxy_protocol: None,
+        send_proxy_protocol: send_proxy_protocol?,
     })
 }
 

@@ -5,11 +5,13 @@ use crate::config::parse::action::{
     WEBSOCKET_KEYS,
 };
 use crate::config::parse::from_text;
-use crate::config::parse::globals::{GLOBAL_KEYS, IGNORED_GLOBALS};
+use crate::config::parse::globals::{GLOBAL_KEYS, IGNORED_GLOBALS, PROXY_PROTOCOL_KEYS};
 use crate::config::parse::routes::{MATCH_KEYS, ROUTE_KEYS};
-use crate::config::parse::security::SECURITY_KEYS;
+use crate::config::parse::security::{
+    BASIC_AUTH_KEYS, JWT_AUTH_KEYS, RATE_LIMIT_KEYS, SECURITY_KEYS, USER_KEYS,
+};
 use crate::config::parse::target::TARGET_KEYS;
-use crate::config::{ActionKind, Format};
+use crate::config::{ActionKind, Format, Password};
 
 const CONFIG_MD: &str = include_str!("../../../../docs/CONFIG.md");
 
@@ -95,11 +97,41 @@ fn every_key_is_documented() {
         .chain(RESPOND_KEYS)
         .chain(LOAD_BALANCING_KEYS)
         .chain(HEALTH_CHECK_KEYS)
-        .chain(SECURITY_KEYS);
+        .chain(SECURITY_KEYS)
+        .chain(RATE_LIMIT_KEYS)
+        .chain(BASIC_AUTH_KEYS)
+        .chain(USER_KEYS)
+        .chain(JWT_AUTH_KEYS)
+        .chain(PROXY_PROTOCOL_KEYS);
     for key in keys {
         assert!(
             CONFIG_MD.contains(&format!("`{key}`")),
             "docs/CONFIG.md does not mention `{key}`"
         );
     }
+}
+
+#[test]
+fn the_route_security_example_is_valid() {
+    let (config, warnings) = from_text(doc_example("security"), Format::Yaml)
+        .unwrap_or_else(|e| panic!("security example: {e}"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let security = &config.routes[0].security;
+    assert_eq!(security.admission.ip_allow_list.len(), 2);
+    assert_eq!(security.admission.max_connections, 500);
+    assert_eq!(security.admission.max_connections_per_ip, 20);
+    assert_eq!(security.admission.connection_rate_limit_per_minute, 120);
+    let rate_limit = security.rate_limit.as_ref().expect("rateLimit");
+    assert_eq!(
+        (rate_limit.max_requests, rate_limit.window),
+        (100, std::time::Duration::from_secs(60))
+    );
+    let basic_auth = security.basic_auth.as_ref().expect("basicAuth");
+    assert_eq!(basic_auth.realm, "Admin");
+    assert_eq!(basic_auth.exclude_paths, ["/health"]);
+    // The hash shown is what its comment says.
+    let Password::Bcrypt(hash) = &basic_auth.users[0].password else {
+        panic!("a bcrypt hash: {:?}", basic_auth.users[0].password);
+    };
+    assert!(bcrypt::verify("change-me", hash).expect("a valid hash"));
 }

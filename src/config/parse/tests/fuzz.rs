@@ -33,6 +33,12 @@ fn any_value() -> impl Strategy<Value = Value> {
         Just("protocol".to_string()),
         Just("path".to_string()),
         Just("status".to_string()),
+        Just("rateLimit".to_string()),
+        Just("basicAuth".to_string()),
+        Just("users".to_string()),
+        Just("password".to_string()),
+        Just("proxyProtocol".to_string()),
+        Just("accept".to_string()),
         "[a-zA-Z]{0,12}",
     ];
     let leaf = prop_oneof![
@@ -50,6 +56,8 @@ fn any_value() -> impl Strategy<Value = Value> {
         Just(json!("block")),
         Just(json!("tcp")),
         Just(json!("{domain}{path}{x}")),
+        Just(json!("$2b$04$")),
+        Just(json!("$argon2id$v=19$m=8,t=1,p=1$")),
         ".{0,16}".prop_map(Value::String),
     ];
     leaf.prop_recursive(5, 64, 8, move |inner| {

@@ -1,4 +1,5 @@
-//! The top level: defaults, global options, ignored and refused globals (`parse/globals.rs`).
+//! The top level: defaults, global options, admission, the PROXY protocol, ignored and refused
+//! globals (`parse/globals.rs`).
 
 use super::*;
 use std::net::IpAddr;
@@ -6,7 +7,9 @@ use std::time::Duration;
 
 use crate::config::parse::from_text;
 use crate::config::parse::globals::IGNORED_GLOBALS;
-use crate::config::{ActionKind, Format, KeepAliveTreatment};
+use crate::config::{
+    ActionKind, Admission, Format, IpPattern, KeepAliveTreatment, ProxyProtocolAccept,
+};
 
 // --- the embedded default and defaults -----------------------------------------------
 
@@ -109,7 +112,8 @@ fn defaults_follow_the_spec() {
     assert!(config.keep_alive);
     assert_eq!(config.keep_alive_initial_delay, Duration::from_secs(10));
     assert_eq!(config.max_pending_data_size, 1024 * 1024);
-    assert_eq!(config.admission.max_connections, 0);
+    assert_eq!(config.admission, Admission::default());
+    assert_eq!(config.proxy_protocol, None);
     assert_eq!(config.relay_buffer_size, 64 * 1024);
     assert_eq!(config.http_response_timeout, Duration::from_secs(60));
     assert_eq!(config.max_request_head_size, 64 * 1024);
@@ -365,34 +369,112 @@ fn a_refused_config_reports_only_errors() {
     assert_single(&errors, "foo: unknown key");
 }
 
+// --- admission --------------------------------------------------------------------
+
+#[test]
+fn global_admission() {
+    let (config, warnings) = accept(json!({
+        "routes": [],
+        "maxConnections": 5000,
+        "maxConnectionsPerIP": 100,
+        "connectionRateLimitPerMinute": 300,
+        "ipAllowList": ["10.0.0.0/8", "192.168.1.7", "172.16.*", "2001:db8::/32"],
+        "ipBlockList": ["10.1.2.3/16", "::ffff:10.9.0.1", "::ffff:10.8.0.0/112", "::FFFF:10.7.*"],
+    }));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let net = |text: &str| IpPattern::Net(text.parse().expect("net"));
+    assert_eq!(
+        config.admission,
+        Admission {
+            ip_allow_list: vec![
+                net("10.0.0.0/8"),
+                net("192.168.1.7/32"),
+                IpPattern::Glob("172.16.*".into()),
+                net("2001:db8::/32"),
+            ],
+            // Host bits are cleared, and IPv4-mapped IPv6 is stored as the IPv4 it names.
+            ip_block_list: vec![
+                net("10.1.0.0/16"),
+                net("10.9.0.1/32"),
+                net("10.8.0.0/16"),
+                IpPattern::Glob("10.7.*".into()),
+            ],
+            max_connections: 5000,
+            max_connections_per_ip: 100,
+            connection_rate_limit_per_minute: 300,
+        }
+    );
+    // Zero and empty mean no limit and no list.
+    let (config, _) = accept(json!({
+        "routes": [],
+        "maxConnectionsPerIP": 0,
+        "connectionRateLimitPerMinute": 0,
+        "ipAllowList": [],
+        "ipBlockList": [],
+    }));
+    assert!(config.admission.is_empty());
+}
+
+#[test]
+fn global_admission_errors() {
+    assert_eq!(
+        refuse(json!({
+            "routes": [],
+            "maxConnectionsPerIP": -1,
+            "connectionRateLimitPerMinute": "300/m",
+            "ipAllowList": "10.0.0.0/8",
+            "ipBlockList": ["nope", 10, "10.0.0.0/33", "::ffff:10.0.0.0/95"],
+        })),
+        [
+            "maxConnectionsPerIP: expected a whole number ≥ 0 (0 = unlimited), found -1",
+            "connectionRateLimitPerMinute: expected a whole number ≥ 0 (0 = unlimited), found \
+             the string \"300/m\"",
+            "ipAllowList: expected a list of IP addresses, CIDRs or globs, found the string \
+             \"10.0.0.0/8\"",
+            "ipBlockList[1]: expected IP addresses, CIDRs or globs, found 10",
+        ]
+    );
+    assert_eq!(
+        refuse(json!({
+            "routes": [],
+            "ipBlockList": ["nope", "10.0.0.0/33", "10.0.0.*/8", ""],
+        })),
+        [
+            "ipBlockList[0]: \"nope\" is not a CIDR (e.g. 10.0.0.0/8), an IP address (e.g. \
+             192.168.1.10) or a glob (e.g. 192.168.1.*)",
+            "ipBlockList[1]: \"10.0.0.0/33\" is not a CIDR (e.g. 10.0.0.0/8), an IP address \
+             (e.g. 192.168.1.10) or a glob (e.g. 192.168.1.*)",
+            "ipBlockList[2]: \"10.0.0.*/8\" is not a CIDR (e.g. 10.0.0.0/8), an IP address \
+             (e.g. 192.168.1.10) or a glob (e.g. 192.168.1.*)",
+            "ipBlockList[3]: \"\" is not a CIDR (e.g. 10.0.0.0/8), an IP address (e.g. \
+             192.168.1.10) or a glob (e.g. 192.168.1.*)",
+        ]
+    );
+}
+
+#[test]
+fn an_ipv4_mapped_network_too_wide_for_ipv4_stays_ipv6() {
+    let (config, _) = accept(json!({ "routes": [], "ipAllowList": ["::ffff:0:0/95"] }));
+    assert_eq!(
+        config.admission.ip_allow_list,
+        [IpPattern::Net("::fffe:0:0/95".parse().expect("net"))]
+    );
+    // An IPv6 glob is kept as written.
+    let (config, _) = accept(json!({ "routes": [], "ipAllowList": ["::ffff:*", "fe80::*"] }));
+    assert_eq!(
+        config.admission.ip_allow_list,
+        [
+            IpPattern::Glob("::ffff:*".into()),
+            IpPattern::Glob("fe80::*".into())
+        ]
+    );
+}
+
 // --- refused ("not supported yet") features ------------------------------------------
 
 #[test]
 fn global_features_not_supported_yet() {
-    assert_single(
-        &refuse(json!({ "routes": [], "maxConnectionsPerIP": 100 })),
-        "maxConnectionsPerIP: not supported yet by this version (arrives with admission \
-         control)",
-    );
-    assert_single(
-        &refuse(json!({ "routes": [], "connectionRateLimitPerMinute": 300 })),
-        "connectionRateLimitPerMinute: not supported yet by this version (arrives with \
-         admission control)",
-    );
-    assert_single(
-        &refuse(json!({ "routes": [], "ipBlockList": ["10.0.0.0/8"] })),
-        "ipBlockList: not supported yet by this version (arrives with admission control)",
-    );
-    assert_single(
-        &refuse(json!({ "routes": [], "ipAllowList": "10.0.0.0/8" })),
-        "ipAllowList: expected a list of IP addresses, CIDRs or globs, found the string \
-         \"10.0.0.0/8\"",
-    );
-    assert_has(
-        &refuse(json!({ "routes": [], "ipAllowList": ["nope"] })),
-        "ipAllowList[0]: \"nope\" is not a CIDR",
-    );
-    for key in ["acme", "admin", "metrics", "proxyProtocol", "defaults"] {
+    for key in ["acme", "admin", "metrics", "defaults"] {
         let errors = refuse(json!({ "routes": [], key: {} }));
         assert_eq!(errors.len(), 1);
         assert!(
@@ -404,15 +486,6 @@ fn global_features_not_supported_yet() {
             &format!("{key}: expected an object, found true"),
         );
     }
-    // Values that change nothing are accepted.
-    accept(json!({
-        "routes": [],
-        "maxConnectionsPerIP": 0,
-        "connectionRateLimitPerMinute": 0,
-        "ipAllowList": [],
-        "ipBlockList": [],
-        "trustedProxies": [],
-    }));
 }
 
 #[test]
@@ -436,30 +509,253 @@ fn the_extended_inactivity_limit_is_checked_whichever_key_is_written() {
     );
 }
 
+// --- PROXY protocol -----------------------------------------------------------------
+
+fn proxy_protocol(value: Value) -> (Option<ProxyProtocolAccept>, Vec<String>) {
+    let (config, warnings) = accept(value);
+    (
+        config.proxy_protocol,
+        warnings.iter().map(ToString::to_string).collect(),
+    )
+}
+
+fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+    list.iter().map(|n| n.parse().expect("net")).collect()
+}
+
 #[test]
-fn smartproxy_proxy_protocol_switches_are_refused_when_on() {
-    for (key, value) in [
-        ("acceptProxyProtocol", json!(true)),
-        ("sendProxyProtocol", json!(true)),
-        ("proxyIPs", json!(["10.0.0.1"])),
+fn proxy_protocol_accept() {
+    let (parsed, warnings) = proxy_protocol(json!({
+        "routes": [],
+        "proxyProtocol": {
+            "accept": ["10.0.0.0/8", "192.168.1.7", "10.1.2.3/16", "::ffff:172.16.0.0/108", "::1"]
+        }
+    }));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        parsed,
+        Some(ProxyProtocolAccept {
+            accept: nets(&[
+                "10.0.0.0/8",
+                "192.168.1.7/32",
+                "10.1.0.0/16",
+                "172.16.0.0/12",
+                "::1/128"
+            ]),
+            required: true,
+        })
+    );
+    // One string is a one-element list; `required` may be turned off.
+    let (parsed, _) = proxy_protocol(json!({
+        "routes": [],
+        "proxyProtocol": { "accept": "::ffff:10.0.0.1", "required": false }
+    }));
+    assert_eq!(
+        parsed,
+        Some(ProxyProtocolAccept {
+            accept: nets(&["10.0.0.1/32"]),
+            required: false,
+        })
+    );
+    // Absent: no peer may send a header.
+    assert_eq!(proxy_protocol(json!({ "routes": [] })).0, None);
+}
+
+#[test]
+fn proxy_protocol_errors() {
+    let p = "proxyProtocol";
+    for (value, expected) in [
+        (
+            json!(true),
+            vec![format!(
+                "{p}: expected an object {{accept, required}}, found true"
+            )],
+        ),
+        (
+            json!({}),
+            vec![format!(
+                "{p}.accept: required key missing: the peers (CIDRs or IP addresses) trusted to \
+                 send a PROXY header, e.g. `proxyProtocol: {{accept: [\"10.0.0.0/8\"]}}`"
+            )],
+        ),
+        (
+            json!({ "accept": [] }),
+            vec![format!(
+                "{p}.accept: an empty list trusts no peer to send a PROXY header; list the peers \
+                 that may (or leave `proxyProtocol` out)"
+            )],
+        ),
+        (
+            json!({ "accept": ["10.0.0.*", "lb.internal"], "required": "yes", "trusted": [] }),
+            vec![
+                format!("{p}.trusted: unknown key; expected one of: accept, required"),
+                format!(
+                    "{p}.accept[0]: \"10.0.0.*\" is a glob; trusted proxies are CIDRs (e.g. \
+                     10.0.0.0/8) or IP addresses (e.g. 192.168.1.10)"
+                ),
+                format!(
+                    "{p}.accept[1]: \"lb.internal\" is not a CIDR (e.g. 10.0.0.0/8) or an IP \
+                     address (e.g. 192.168.1.10)"
+                ),
+                format!("{p}.required: expected true or false, found the string \"yes\""),
+            ],
+        ),
+        (
+            json!({ "accept": 10 }),
+            vec![format!(
+                "{p}.accept: expected a CIDR or IP address or a list of them, found 10"
+            )],
+        ),
     ] {
-        let errors = refuse(json!({key: value, "routes": []}));
-        assert_single(
-            &errors,
-            &format!(
-                "{key}: not supported yet by this version (arrives with PROXY protocol support)"
-            ),
+        assert_eq!(
+            refuse(json!({ "routes": [], "proxyProtocol": value.clone() })),
+            expected,
+            "{value}"
         );
+    }
+}
+
+#[test]
+fn smartproxy_accept_proxy_protocol_is_read_as_proxy_protocol() {
+    let (parsed, warnings) = proxy_protocol(json!({
+        "routes": [],
+        "acceptProxyProtocol": true,
+        "proxyIPs": ["10.0.0.5", "::ffff:10.1.0.0/112"],
+    }));
+    assert_eq!(
+        parsed,
+        Some(ProxyProtocolAccept {
+            accept: nets(&["10.0.0.5/32", "10.1.0.0/16"]),
+            required: false,
+        })
+    );
+    assert_eq!(
+        warnings,
+        [
+            "acceptProxyProtocol: read with `proxyIPs` as `proxyProtocol: {accept: <proxyIPs>, \
+          required: false}` (peers in proxyIPs may send a PROXY header, and need not); write \
+          that form instead (`required: true`, the default, refuses a listed peer that sends \
+          none)"
+        ]
+    );
+    // One string works as with trustedProxies.
+    let (parsed, _) = proxy_protocol(json!({
+        "routes": [], "acceptProxyProtocol": true, "proxyIPs": "127.0.0.1"
+    }));
+    assert_eq!(parsed.map(|p| p.accept), Some(nets(&["127.0.0.1/32"])));
+}
+
+#[test]
+fn smartproxy_proxy_protocol_switch_errors() {
+    let both = "`proxyProtocol` is given too; keep only `proxyProtocol: {accept, required}` \
+                (acceptProxyProtocol and proxyIPs are SmartProxy's older form of it)";
+    for (config, expected) in [
+        (
+            json!({ "acceptProxyProtocol": true }),
+            vec![
+                "acceptProxyProtocol: true without `proxyIPs` would trust no peer to send a \
+                 PROXY header; list the peers that may, e.g. `proxyProtocol: {accept: \
+                 [\"10.0.0.0/8\"]}`"
+                    .to_string(),
+            ],
+        ),
+        (
+            json!({ "acceptProxyProtocol": true, "proxyIPs": [] }),
+            vec![
+                "acceptProxyProtocol: true without `proxyIPs` would trust no peer to send a \
+                 PROXY header; list the peers that may, e.g. `proxyProtocol: {accept: \
+                 [\"10.0.0.0/8\"]}`"
+                    .to_string(),
+            ],
+        ),
+        (
+            json!({ "proxyIPs": ["10.0.0.1"] }),
+            vec![
+                "proxyIPs: read only with `acceptProxyProtocol: true`; to accept PROXY headers \
+                 from these peers write `proxyProtocol: {accept: [\"10.0.0.0/8\"]}` instead"
+                    .to_string(),
+            ],
+        ),
+        (
+            json!({
+                "acceptProxyProtocol": true,
+                "proxyIPs": ["10.0.0.1"],
+                "proxyProtocol": { "accept": "10.0.0.1" }
+            }),
+            vec![format!("acceptProxyProtocol: {both}")],
+        ),
+        (
+            // proxyProtocol is still checked.
+            json!({ "proxyIPs": ["10.0.0.1"], "proxyProtocol": { "accept": [] } }),
+            vec![
+                format!("proxyIPs: {both}"),
+                "proxyProtocol.accept: an empty list trusts no peer to send a PROXY header; \
+                 list the peers that may (or leave `proxyProtocol` out)"
+                    .to_string(),
+            ],
+        ),
+        (
+            json!({ "acceptProxyProtocol": true, "proxyIPs": ["10.0.0.*", 7] }),
+            vec!["proxyIPs[1]: expected a CIDR or IP address, found 7".to_string()],
+        ),
+        (
+            json!({ "acceptProxyProtocol": true, "proxyIPs": ["10.0.0.*"] }),
+            vec![
+                "proxyIPs[0]: \"10.0.0.*\" is a glob; trusted proxies are CIDRs (e.g. \
+                 10.0.0.0/8) or IP addresses (e.g. 192.168.1.10)"
+                    .to_string(),
+            ],
+        ),
+        (
+            json!({ "sendProxyProtocol": true }),
+            vec![
+                "sendProxyProtocol: a PROXY header is sent per target here: set \
+                 `sendProxyProtocol: v1` (or v2) on each target that expects one \
+                 (`targets[].sendProxyProtocol`)"
+                    .to_string(),
+            ],
+        ),
+        (
+            json!({ "sendProxyProtocol": "v2" }),
+            vec![
+                "sendProxyProtocol: a PROXY header is sent per target here: set \
+                 `sendProxyProtocol: v1` (or v2) on each target that expects one \
+                 (`targets[].sendProxyProtocol`)"
+                    .to_string(),
+            ],
+        ),
+    ] {
+        let mut config = config;
+        set(&mut config, "/routes", json!([]));
+        assert_eq!(refuse(config.clone()), expected, "{config}");
     }
     // Off, they change nothing: accepted with the usual warning.
     for (key, value) in [
         ("acceptProxyProtocol", json!(false)),
         ("sendProxyProtocol", json!(false)),
         ("proxyIPs", json!([])),
+        ("proxyIPs", json!("")),
     ] {
-        let (_, warnings) = accept(json!({key: value, "routes": []}));
-        assert_eq!(warnings.len(), 1, "{key}: {warnings:?}");
+        let (config, warnings) = accept(json!({key: value, "routes": []}));
+        assert_eq!(config.proxy_protocol, None);
+        assert_eq!(
+            warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [format!(
+                "{key}: SmartProxy option accepted but ignored by smartproxy"
+            )]
+        );
     }
+    // `proxyProtocol` beside switched-off legacy keys is fine.
+    let (config, _) = accept(json!({
+        "routes": [],
+        "acceptProxyProtocol": false,
+        "proxyIPs": [],
+        "proxyProtocol": { "accept": "10.0.0.0/8" },
+    }));
+    assert_eq!(
+        config.proxy_protocol.map(|p| p.accept),
+        Some(nets(&["10.0.0.0/8"]))
+    );
 }
 
 // --- HTTP globals --------------------------------------------------------------------

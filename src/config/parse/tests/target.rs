@@ -1,7 +1,7 @@
 //! `action.targets` and `action.target` (`parse/target.rs`).
 
 use super::*;
-use crate::config::{Target, TargetPort, TargetProtocol};
+use crate::config::{ProxyProtocolVersion, Target, TargetPort, TargetProtocol};
 
 fn targets_of(route: Value) -> Vec<Target> {
     let (config, _) = accept(with_route(route));
@@ -72,6 +72,21 @@ fn target_protocol() {
         "routes[0].action.targets[0].protocol: \"H2\" is not a target protocol; expected h1 \
          or h2",
     );
+}
+
+#[test]
+fn target_send_proxy_protocol() {
+    let send_of = |value: Value| {
+        let (config, warnings) = accept(route_with("/action/targets/0/sendProxyProtocol", value));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        config.routes[0].action.targets[0].send_proxy_protocol
+    };
+    assert_eq!(send_of(json!("v1")), Some(ProxyProtocolVersion::V1));
+    assert_eq!(send_of(json!("v2")), Some(ProxyProtocolVersion::V2));
+    // SmartProxy's boolean: true writes v1.
+    assert_eq!(send_of(json!(true)), Some(ProxyProtocolVersion::V1));
+    assert_eq!(send_of(json!(false)), None);
+    assert_eq!(targets_of(forward_route())[0].send_proxy_protocol, None);
 }
 
 #[test]
@@ -175,10 +190,14 @@ fn target_errors() {
             format!("{t}.protocol: \"h3\" is not a target protocol; expected h1 or h2"),
         ),
         (
-            json!({ "host": "a", "port": 1, "sendProxyProtocol": "v2" }),
+            json!({ "host": "a", "port": 1, "sendProxyProtocol": 2 }),
+            format!("{t}.sendProxyProtocol: expected a PROXY protocol version (v1 or v2), found 2"),
+        ),
+        (
+            json!({ "host": "a", "port": 1, "sendProxyProtocol": "V2" }),
             format!(
-                "{t}.sendProxyProtocol: not supported yet by this version (arrives with \
-                 PROXY protocol support)"
+                "{t}.sendProxyProtocol: \"V2\" is not a PROXY protocol version; expected v1 \
+                 or v2"
             ),
         ),
         (
