@@ -332,6 +332,9 @@ async fn route_connection(
                 return ConnEnd::new(reason);
             }
         };
+        // `PROXY ` reads as an HTTP/1 method and space: a v1 header is refused below, not
+        // answered by the HTTP engine.
+        let protocol = protocol.filter(|_| !proxy_protocol::starts_with_signature(&prefix));
         if let Some(protocol) = protocol {
             let info = HttpConnInfo {
                 id,
@@ -342,6 +345,23 @@ async fn route_connection(
             };
             let stream: ClientStream = Box::new(Prefixed::new(prefix, client));
             return http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await);
+        }
+    }
+    if hello.is_none() {
+        // A signature that arrives in pieces is still told from other bytes.
+        let reading = read_past_partial_signature(&mut client, &mut prefix);
+        match shared.bounded(at, deadline, reading).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return ConnEnd {
+                    error: Some(e.kind()),
+                    ..ConnEnd::new(CloseReason::ClientReset)
+                };
+            }
+            Err(reason) => {
+                shared.close_unrelayed(&mut client, None).await;
+                return ConnEnd::new(reason);
+            }
         }
     }
     if hello.is_none() && proxy_protocol::starts_with_signature(&prefix) {
@@ -415,6 +435,23 @@ async fn route_connection(
         }
     };
     ConnEnd { sni, ..end }
+}
+
+/// Reads while `prefix` is only the start of a PROXY signature (12 bytes at most in all), so
+/// that `proxy_protocol::starts_with_signature` can decide; stops at end of stream.
+async fn read_past_partial_signature<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    prefix: &mut Vec<u8>,
+) -> io::Result<()> {
+    while proxy_protocol::is_partial_signature(prefix) {
+        let mut more = [0u8; 16];
+        let n = stream.read(&mut more).await?;
+        if n == 0 {
+            break;
+        }
+        prefix.extend_from_slice(more.get(..n).unwrap_or_default());
+    }
+    Ok(())
 }
 
 /// After a terminating handshake: HTTP when ALPN says so, when the route forces it, or when

@@ -68,6 +68,14 @@ pub fn starts_with_signature(bytes: &[u8]) -> bool {
     bytes.starts_with(V1_SIGNATURE) || bytes.starts_with(V2_SIGNATURE)
 }
 
+/// Whether `bytes` are a non-empty proper start of the v1 or the v2 signature: more bytes are
+/// needed to tell whether a header begins. At most 11 bytes long.
+pub fn is_partial_signature(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && ((bytes.len() < V1_SIGNATURE.len() && V1_SIGNATURE.starts_with(bytes))
+            || (bytes.len() < V2_SIGNATURE.len() && V2_SIGNATURE.starts_with(bytes)))
+}
+
 /// Reads the first bytes of a connection as a PROXY header. Never panics; a `Complete` length
 /// is never more than `bytes.len()`, and `parse` of the header's bytes alone gives the same.
 pub fn parse(bytes: &[u8]) -> Parse {

@@ -449,3 +449,22 @@ fn fuzz_seeds_are_whole_headers() {
         );
     }
 }
+
+#[test]
+fn partial_signatures_need_more_bytes() {
+    for partial in [&b"P"[..], b"PROXY", b"\r", b"\r\n\r\n\0\r\nQUIT"] {
+        assert!(is_partial_signature(partial), "{}", partial.escape_ascii());
+    }
+    let whole_v2 = V2_SIGNATURE;
+    for decided in [
+        &b""[..],
+        b"PROXY ",
+        b"PO",
+        b"GET",
+        b"\r\nGET",
+        whole_v2,
+        b"\x16\x03\x01",
+    ] {
+        assert!(!is_partial_signature(decided), "{}", decided.escape_ascii());
+    }
+}
