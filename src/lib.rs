@@ -24,3 +24,12 @@ pub mod tls;
 pub use config::{Config, ConfigErrors, Format};
 pub use conn::lifecycle::CloseReason;
 pub use proxy::{Proxy, StartError};
+
+/// Internals the benchmarks under `benches/` measure directly. Not a stable API.
+#[doc(hidden)]
+pub mod bench_api {
+    pub use crate::http::headers::{
+        Forwarded, Templates, apply_rules, set_forwarded, strip_hop_by_hop,
+    };
+    pub use crate::router::{FirstBytes, HttpRequestFacts, Router};
+}

@@ -296,7 +296,7 @@ impl Router {
     }
 
     /// The certificates served by terminating routes, if any.
-    pub fn certificates(&self) -> Option<&Arc<CertStore>> {
+    pub(crate) fn certificates(&self) -> Option<&Arc<CertStore>> {
         self.certificates.as_ref()
     }
 

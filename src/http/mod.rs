@@ -7,7 +7,7 @@ mod body;
 pub mod detect;
 mod forward;
 pub mod h1_guard;
-mod headers;
+pub(crate) mod headers;
 mod respond;
 mod service;
 pub(crate) mod upstream;
