@@ -65,9 +65,7 @@ impl SlidingWindow {
     pub fn estimate(&self, at: Tick) -> u64 {
         let (at, _) = self.clamp(at);
         let (curr, prev) = self.counts(at);
-        let remaining = u128::from(at.window_ns - at.offset_ns);
-        let weighted = u128::from(prev) * remaining / u128::from(at.window_ns);
-        u64::from(curr) + weighted as u64
+        u64::from(curr) + weighted(prev, at)
     }
 
     /// Counts one event if fewer than `limit` are estimated in the window; otherwise returns
@@ -84,10 +82,17 @@ impl SlidingWindow {
         Err(round_up_to_seconds(behind_ns + self.wait_ns(limit, at)))
     }
 
-    /// Whether no counted event can still be inside the window at `at`, so the counter may be
-    /// forgotten without changing any future decision.
+    /// Whether no counted event is inside the window at `at` any more, so the counter may be
+    /// forgotten without changing any future decision: nothing in the current bucket, and the
+    /// previous bucket's weighted share has rounded down to 0. That share only shrinks until
+    /// the bucket ends, so from `at` on the estimate is what a fresh counter's would be. (Waiting
+    /// until both buckets are empty would keep a client seen once for up to two windows.)
     pub fn is_idle(&self, at: Tick) -> bool {
-        self.counts(self.clamp(at).0) == (0, 0)
+        let (at, _) = self.clamp(at);
+        match self.counts(at) {
+            (0, prev) => weighted(prev, at) == 0,
+            _ => false,
+        }
     }
 
     /// The current and previous bucket counts as seen from `at` (not older than `start`).
@@ -142,6 +147,14 @@ impl SlidingWindow {
         let r_max = (limit * w - 1) / curr;
         to_next_bucket + (w - r_max)
     }
+}
+
+/// The previous bucket's `prev` events weighted by the share of that bucket still inside the
+/// window ending at `at` (the rest of the current bucket's length), rounded down.
+fn weighted(prev: u32, at: Tick) -> u64 {
+    let remaining = u128::from(at.window_ns - at.offset_ns);
+    // At most `prev`, so it fits.
+    (u128::from(prev) * remaining / u128::from(at.window_ns)) as u64
 }
 
 fn round_up_to_seconds(ns: u128) -> Duration {
@@ -268,6 +281,58 @@ mod tests {
         assert_eq!(retry, MINUTE + Duration::from_secs(1));
         assert!(w.try_add(1, clock.at(t0 + MINUTE)).is_err());
         assert!(w.try_add(1, clock.at(t0 + retry)).is_ok());
+    }
+
+    #[test]
+    fn idle_once_the_previous_buckets_share_rounds_down_to_zero() {
+        let (clock, t0) = clock();
+        let mut one = SlidingWindow::default();
+        one.try_add(10, clock.at(t0 + Duration::from_secs(10)))
+            .unwrap();
+        assert!(!one.is_idle(clock.at(t0 + MINUTE - Duration::from_millis(1))));
+        // At the next bucket's first instant the previous one still weighs in full; from the
+        // next instant on, one event weighs less than one.
+        assert!(!one.is_idle(clock.at(t0 + MINUTE)));
+        assert!(one.is_idle(clock.at(t0 + MINUTE + Duration::from_nanos(1))));
+        // Four events weigh at least one until three quarters into the next bucket.
+        let mut four = SlidingWindow::default();
+        for _ in 0..4 {
+            four.try_add(10, clock.at(t0)).unwrap();
+        }
+        let at = |secs| clock.at(t0 + MINUTE + Duration::from_secs(secs));
+        assert_eq!(four.estimate(at(44)), 1);
+        assert!(!four.is_idle(at(44)));
+        assert_eq!(four.estimate(at(46)), 0);
+        assert!(four.is_idle(at(46)));
+        // An event in the current bucket is never idle.
+        four.try_add(10, at(50)).unwrap();
+        assert!(!four.is_idle(at(59)));
+    }
+
+    #[test]
+    fn forgetting_an_idle_counter_changes_no_decision() {
+        let (clock, t0) = clock();
+        for events in [1u32, 2, 5, 30] {
+            for limit in [1u64, 3, 10, 40] {
+                let mut kept = SlidingWindow::default();
+                for _ in 0..events {
+                    let _ = kept.try_add(1000, clock.at(t0 + Duration::from_secs(10)));
+                }
+                let idle_at = (0..=240u64)
+                    .map(|q| t0 + MINUTE + Duration::from_millis(250 * q))
+                    .find(|&t| kept.is_idle(clock.at(t)))
+                    .expect("idle within the next bucket");
+                let mut fresh = SlidingWindow::default();
+                for step in 0..200u64 {
+                    let t = clock.at(idle_at + Duration::from_millis(700 * step));
+                    assert_eq!(
+                        kept.try_add(limit, t),
+                        fresh.try_add(limit, t),
+                        "{events} events, limit {limit}, step {step}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::admission::{Refusal, Ticket};
 use crate::conn::lifecycle::CloseReason;
 use crate::conn::relay::{RelayEnd, RelayStream};
 use crate::conn::{Peers, Shared};
@@ -98,8 +99,8 @@ struct ConnCtx {
     tunnels: mpsc::UnboundedSender<Tunnel>,
     requests: AtomicU64,
     last: Mutex<(Option<Arc<RouteEntry>>, Option<SocketAddr>)>,
-    /// The routes this connection reached (each counts once toward its connection rate),
-    /// and the last admission refusal, which ends an HTTP/1.1 connection.
+    /// The routes that admitted this connection (each counts it once toward its connection
+    /// rate), and the last admission refusal, which ends an HTTP/1.1 connection.
     admitted: Mutex<Admitted>,
 }
 
@@ -116,14 +117,19 @@ impl ConnCtx {
         *last = (Some(Arc::clone(route)), backend);
     }
 
-    /// Whether this is the connection's first request to `route`.
-    fn first_visit(&self, route: &Arc<RouteEntry>) -> bool {
+    /// The route's admission for one request. The connection counts toward the route's
+    /// connection rate at its first *admitted* request there: a refused request leaves the
+    /// connection uncounted, so its next request is still a new connection's (an HTTP/2
+    /// connection over the rate stays refused on every stream). Decided under the
+    /// connection's lock, so concurrent streams count the connection once.
+    fn admit(&self, route: &Arc<RouteEntry>) -> Result<Ticket, Refusal> {
         let mut admitted = self.admitted.lock().unwrap_or_else(PoisonError::into_inner);
-        if admitted.routes.iter().any(|r| Arc::ptr_eq(r, route)) {
-            return false;
+        let new_connection = !admitted.routes.iter().any(|r| Arc::ptr_eq(r, route));
+        let ticket = route.admission.admit(self.client_ip, new_connection)?;
+        if new_connection {
+            admitted.routes.push(Arc::clone(route));
         }
-        admitted.routes.push(Arc::clone(route));
-        true
+        Ok(ticket)
     }
 
     /// Records a refused request; `closes`: its answer ends the connection, with `reason`.

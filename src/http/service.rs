@@ -100,8 +100,7 @@ async fn admit(
     request: &Request<Incoming>,
 ) -> Result<Ticket, Response<ProxyBody>> {
     let h1 = request.version() != Version::HTTP_2;
-    let new_connection = ctx.first_visit(route);
-    let ticket = match route.admission.admit(ctx.client_ip, new_connection) {
+    let ticket = match ctx.admit(route) {
         Ok(ticket) => ticket,
         Err(refusal) => {
             ctx.refused(refusal.reason(), h1);
