@@ -317,20 +317,12 @@ async fn route_connection(
     };
     if hello.is_none() && shared.router.speaks_http(port) {
         let detecting = detect::read_until_known(&mut client, &mut prefix, shared.max_pending);
-        let protocol = match shared.bounded(at, deadline, detecting).await {
-            Ok(Ok(Detected::Http1)) => Some(HttpProtocol::Http1),
-            Ok(Ok(Detected::Http2)) => Some(HttpProtocol::Http2),
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => {
-                return ConnEnd {
-                    error: Some(e.kind()),
-                    ..ConnEnd::new(CloseReason::ClientReset)
-                };
-            }
-            Err(reason) => {
-                shared.close_unrelayed(&mut client, None).await;
-                return ConnEnd::new(reason);
-            }
+        let detected = shared.bounded(at, deadline, detecting).await;
+        let protocol = match shared.read_outcome(detected, &mut client).await {
+            Ok(Detected::Http1) => Some(HttpProtocol::Http1),
+            Ok(Detected::Http2) => Some(HttpProtocol::Http2),
+            Ok(_) => None,
+            Err(end) => return end,
         };
         // `PROXY ` reads as an HTTP/1 method and space: a v1 header is refused below, not
         // answered by the HTTP engine.
@@ -350,18 +342,9 @@ async fn route_connection(
     if hello.is_none() {
         // A signature that arrives in pieces is still told from other bytes.
         let reading = read_past_partial_signature(&mut client, &mut prefix);
-        match shared.bounded(at, deadline, reading).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return ConnEnd {
-                    error: Some(e.kind()),
-                    ..ConnEnd::new(CloseReason::ClientReset)
-                };
-            }
-            Err(reason) => {
-                shared.close_unrelayed(&mut client, None).await;
-                return ConnEnd::new(reason);
-            }
+        let read = shared.bounded(at, deadline, reading).await;
+        if let Err(end) = shared.read_outcome(read, &mut client).await {
+            return end;
         }
     }
     if hello.is_none() && proxy_protocol::starts_with_signature(&prefix) {
@@ -477,18 +460,10 @@ async fn after_handshake(
         _ => {
             let mut prefix = Vec::new();
             let detecting = detect::read_until_known(&mut client, &mut prefix, shared.max_pending);
-            let detected = match shared.bounded(at, deadline, detecting).await {
-                Ok(Ok(detected)) => detected,
-                Ok(Err(e)) => {
-                    return ConnEnd {
-                        error: Some(e.kind()),
-                        ..ConnEnd::new(CloseReason::ClientReset).with_route(route)
-                    };
-                }
-                Err(reason) => {
-                    shared.close_unrelayed(&mut client, None).await;
-                    return ConnEnd::new(reason).with_route(route);
-                }
+            let detected = shared.bounded(at, deadline, detecting).await;
+            let detected = match shared.read_outcome(detected, &mut client).await {
+                Ok(detected) => detected,
+                Err(end) => return end.with_route(route),
             };
             let client = Prefixed::new(prefix, client);
             let protocol = match detected {
@@ -723,6 +698,26 @@ impl Shared {
             out = step => Ok(out),
             reason = expired => Err(reason),
             _ = self.signals.close.cancelled() => Err(CloseReason::Shutdown),
+        }
+    }
+
+    /// What a bounded read from the client before routing comes to: its value, or the end of a
+    /// client that reset (`client_reset`) or ran out of time (closed as `close_unrelayed` does).
+    async fn read_outcome<T, S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        outcome: Result<io::Result<T>, CloseReason>,
+        client: &mut S,
+    ) -> Result<T, ConnEnd> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(ConnEnd {
+                error: Some(e.kind()),
+                ..ConnEnd::new(CloseReason::ClientReset)
+            }),
+            Err(reason) => {
+                self.close_unrelayed(client, None).await;
+                Err(ConnEnd::new(reason))
+            }
         }
     }
 
