@@ -20,6 +20,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::admission::{Admission, Refusal};
 use crate::config::{ActionProtocol, ProxyProtocolAccept};
+use crate::connect::EndpointLease;
 use crate::http::detect::{self, Detected};
 use crate::http::{ClientStream, ConnInfo as HttpConnInfo, Protocol as HttpProtocol};
 use crate::proxy_protocol::{self, Addresses, ReadError, Received};
@@ -336,7 +337,7 @@ async fn route_connection(
                 sni: None,
             };
             let stream: ClientStream = Box::new(Prefixed::new(prefix, client));
-            return http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await);
+            return serve_http(shared, stream, protocol, info).await;
         }
     }
     if hello.is_none() {
@@ -401,20 +402,26 @@ async fn route_connection(
                     ..ConnEnd::new(CloseReason::TlsHandshakeFailed).with_route(route)
                 };
             }
-            match accept_tls(shared, acceptor, client, at, deadline).await {
-                Ok(client) => {
-                    let info = HttpConnInfo {
-                        id,
-                        peers,
-                        at,
-                        terminated: true,
-                        sni: sni.clone(),
-                    };
-                    let reencrypt = reencrypt.as_ref().map(|c| (c, sni.as_deref()));
-                    after_handshake(shared, route, client, info, deadline, reencrypt).await
+            // Boxed, like every branch taken by some connections only: a task's future is as
+            // large as its largest state, and an idle passthrough connection should not carry
+            // room for a TLS server.
+            let terminating = async {
+                match accept_tls(shared, acceptor, client, at, deadline).await {
+                    Ok(client) => {
+                        let info = HttpConnInfo {
+                            id,
+                            peers,
+                            at,
+                            terminated: true,
+                            sni: sni.clone(),
+                        };
+                        let reencrypt = reencrypt.as_ref().map(|c| (c, sni.as_deref()));
+                        after_handshake(shared, route, client, info, deadline, reencrypt).await
+                    }
+                    Err(end) => end.with_route(route),
                 }
-                Err(end) => end.with_route(route),
-            }
+            };
+            Box::pin(terminating).await
         }
     };
     ConnEnd { sni, ..end }
@@ -480,13 +487,13 @@ async fn after_handshake(
                 }
             };
             let stream: ClientStream = Box::new(client);
-            return http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await);
+            return serve_http(shared, stream, protocol, info).await;
         }
     };
     match protocol {
         Some(protocol) => {
             let stream: ClientStream = Box::new(client);
-            http_end(crate::http::serve(Arc::clone(shared), stream, protocol, info).await)
+            serve_http(shared, stream, protocol, info).await
         }
         None => admit_and_relay(shared, route, client, &peers, (at, id), None, reencrypt).await,
     }
@@ -514,6 +521,24 @@ async fn admit_and_relay<C: RelayStream>(
             ConnEnd::refusal(refusal).with_route(route)
         }
     }
+}
+
+/// The HTTP engine, boxed (see `route_connection`).
+async fn serve_http(
+    shared: &Arc<Shared>,
+    stream: ClientStream,
+    protocol: HttpProtocol,
+    info: HttpConnInfo,
+) -> ConnEnd {
+    http_end(
+        Box::pin(crate::http::serve(
+            Arc::clone(shared),
+            stream,
+            protocol,
+            info,
+        ))
+        .await,
+    )
 }
 
 fn http_end(end: crate::http::HttpEnd) -> ConnEnd {
@@ -572,12 +597,14 @@ async fn connect_and_relay<C: RelayStream>(
     (at, id): (Instant, u64),
     reencrypt: Option<(&TlsConnector, Option<&str>)>,
 ) -> ConnEnd {
-    let connecting = route.endpoints.connect(
+    // Boxed while it runs (name resolution, attempts): the relay that follows is what an
+    // idle connection keeps, so its future should not be sized for this.
+    let connecting = Box::pin(route.endpoints.connect(
         peers.local.port(),
         peers.client_ip(),
         shared.connect_timeout,
         Some(peers.proxy_addresses()),
-    );
+    ));
     // The lease counts the connection for least-connections while it lives.
     let (backend, endpoint) = match shared.bounded(at, None, connecting).await {
         Ok(Ok(connected)) => (connected.stream, connected.lease),
@@ -596,9 +623,31 @@ async fn connect_and_relay<C: RelayStream>(
     };
     shared.socket_options.apply(&backend);
     let backend_addr = backend.peer_addr().ok();
-    let Some((connector, sni)) = reencrypt else {
+    let Some(reencrypt) = reencrypt else {
         return relay_to(shared, route, client, backend, backend_addr, at).await;
     };
+    let upstream = (backend, backend_addr, endpoint);
+    Box::pin(reencrypt_and_relay(
+        shared,
+        route,
+        client,
+        upstream,
+        (at, id),
+        reencrypt,
+    ))
+    .await
+}
+
+/// TLS to the backend (bounded by connectionTimeout), then the relay. Boxed by the caller: a TLS
+/// stream is large, and only re-encrypting connections need room for one.
+async fn reencrypt_and_relay<C: RelayStream>(
+    shared: &Shared,
+    route: &Arc<RouteEntry>,
+    mut client: C,
+    (backend, backend_addr, endpoint): (TcpStream, Option<SocketAddr>, EndpointLease),
+    (at, id): (Instant, u64),
+    (connector, sni): (&TlsConnector, Option<&str>),
+) -> ConnEnd {
     let Some(name) = crate::tls::backend::server_name(sni, &endpoint.host()) else {
         shared.close_unrelayed(&mut client, None).await;
         return ConnEnd {
@@ -734,7 +783,8 @@ impl Shared {
                 let _ = client.write_all(alert).await;
             }
             let _ = client.shutdown().await;
-            let mut sink = [0u8; 4096];
+            // On the heap: an array here would make every connection's future 4 KiB larger.
+            let mut sink = vec![0u8; 4096];
             while let Ok(n) = client.read(&mut sink).await {
                 if n == 0 {
                     break;
