@@ -7,8 +7,9 @@
 
 mod common;
 
+use std::future::Future;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,12 +19,12 @@ use common::tls::*;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use smartproxy::{CloseReason, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::{TlsConnector, client};
+use tokio::net::TcpStream;
+use tokio_rustls::client;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// The TLS alert description a refused client hears after its ClientHello.
@@ -34,32 +35,49 @@ const A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 const C: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 
+type H1 = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
 // ---------------------------------------------------------------------------------------------
-// Clients and backends
+// Backends
 // ---------------------------------------------------------------------------------------------
 
-/// A TCP connection to the proxy's `port` from the loopback address `from`.
-async fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::from((from, 0)))
-        .expect("bind the client's source address");
-    tokio::time::timeout(PATIENCE, socket.connect(addr(port)))
-        .await
-        .expect("connect in time")
-        .expect("connect")
+/// An echo backend that counts the connections it accepts.
+async fn counting_echo_backend_tcp() -> (u16, Arc<AtomicUsize>) {
+    counting_backend(echo_connection).await
 }
 
-/// The proxy ends `stream` with a FIN and not one byte.
-async fn assert_closed_unanswered(stream: &mut TcpStream, what: &str) {
-    let (data, ending) = read_to_end(stream).await;
-    assert!(
-        data.is_empty(),
-        "{what}: the proxy sent {:?}",
-        String::from_utf8_lossy(&data)
-    );
-    assert_eq!(ending, Ending::Fin, "{what}");
+/// A TLS echo server with `leaf` that counts the TCP connections it accepts.
+async fn counting_tls_echo_backend(leaf: &Leaf) -> (u16, Arc<AtomicUsize>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
+    counting_backend(move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            if let Ok(tls) = acceptor.accept(tcp).await {
+                echo_until_close(tls).await;
+            }
+        }
+    })
+    .await
 }
+
+/// A WebSocket backend that echoes data messages and counts the connections it accepts.
+async fn counting_ws_backend() -> (u16, Arc<AtomicUsize>) {
+    counting_backend(|stream| async move {
+        if let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await {
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_close() || ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain TCP and TLS clients
+// ---------------------------------------------------------------------------------------------
 
 /// Writes a few bytes and reads them back.
 async fn assert_echoes<S>(stream: &mut S, what: &str)
@@ -74,70 +92,19 @@ where
     );
 }
 
-/// An echo backend that counts the connections it accepts.
-async fn counting_echo_backend_tcp() -> (u16, Arc<AtomicUsize>) {
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    let port = backend(move |mut stream| {
-        count.fetch_add(1, Ordering::SeqCst);
-        async move {
-            let (mut r, mut w) = stream.split();
-            let _ = tokio::io::copy(&mut r, &mut w).await;
-            let _ = w.shutdown().await;
-        }
-    })
-    .await;
-    (port, accepted)
+/// A client from `from` that the proxy admits on `port`: its bytes come back.
+async fn admitted(from: Ipv4Addr, port: u16, what: &str) -> TcpStream {
+    let mut client = connect_from(from, port).await;
+    assert_echoes(&mut client, what).await;
+    client
 }
 
-/// A TLS echo server with `leaf` that counts the TCP connections it accepts.
-async fn counting_tls_echo_backend(leaf: &Leaf) -> (u16, Arc<AtomicUsize>) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    let port = backend(move |tcp| {
-        count.fetch_add(1, Ordering::SeqCst);
-        let acceptor = acceptor.clone();
-        async move {
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let mut buf = vec![0; 16 * 1024];
-            loop {
-                match tls.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if tls.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = tls.shutdown().await;
-        }
-    })
-    .await;
-    (port, accepted)
-}
-
-/// A WebSocket backend that echoes data messages and counts the connections it accepts.
-async fn counting_ws_backend() -> (u16, Arc<AtomicUsize>) {
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    let port = backend(move |stream| {
-        count.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await {
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_close() || ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    (port, accepted)
+/// A client from `from` that writes `first` on `port` and is closed without a byte.
+async fn refused(from: Ipv4Addr, port: u16, first: &[u8], what: &str) {
+    let mut client = connect_from(from, port).await;
+    // Bytes the client sends are never relayed anywhere.
+    let _ = client.write_all(first).await;
+    assert_closed_unanswered(&mut client, what).await;
 }
 
 /// A TLS client from `from` through the proxy's `port`, asking for `sni`.
@@ -145,13 +112,24 @@ async fn tls_from(
     from: Ipv4Addr,
     port: u16,
     sni: &str,
-    config: Arc<rustls::ClientConfig>,
+    ca: &TestCa,
 ) -> io::Result<client::TlsStream<TcpStream>> {
-    let tcp = connect_from(from, port).await;
-    let connecting = TlsConnector::from(config).connect(server_name(sni), tcp);
-    tokio::time::timeout(PATIENCE, connecting)
+    tls_handshake(connect_from(from, port).await, sni, client_config(ca)).await
+}
+
+/// A TLS client from `from` that the proxy admits: its handshake succeeds, its bytes come back.
+async fn tls_admitted(
+    from: Ipv4Addr,
+    port: u16,
+    sni: &str,
+    ca: &TestCa,
+    what: &str,
+) -> client::TlsStream<TcpStream> {
+    let mut stream = tls_from(from, port, sni, ca)
         .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "handshake")))
+        .unwrap_or_else(|e| panic!("{what}: the handshake failed: {e}"));
+    assert_echoes(&mut stream, what).await;
+    stream
 }
 
 /// Closes a TLS client cleanly and waits for the proxy's end of it.
@@ -161,6 +139,11 @@ async fn tls_close(mut stream: client::TlsStream<TcpStream>) {
     let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
         .await
         .expect("closed in time");
+}
+
+/// One admitted TLS session from `from`, closed cleanly.
+async fn tls_session(from: Ipv4Addr, port: u16, sni: &str, ca: &TestCa, what: &str) {
+    tls_close(tls_admitted(from, port, sni, ca, what).await).await;
 }
 
 /// Sends a ClientHello for `sni` from `from` and expects an access_denied alert, then FIN.
@@ -173,38 +156,18 @@ async fn assert_hello_denied(from: Ipv4Addr, port: u16, sni: &str, ca: &TestCa) 
     expect_alert(&mut client, ACCESS_DENIED).await;
 }
 
-/// An HTTP/2 (prior knowledge) client connection from `from`.
-async fn h2_client_from(
-    from: Ipv4Addr,
-    port: u16,
-) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let stream = connect_from(from, port).await;
-    let (sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
-    sender
-}
+// ---------------------------------------------------------------------------------------------
+// HTTP and WebSocket clients
+// ---------------------------------------------------------------------------------------------
 
-/// `GET path` with `Host: host` from `from` on a new connection, read until the proxy closes
-/// it: the one response it holds (a refusal that ends the connection), checked to say
-/// `Connection: close` and to be all the proxy sent before its FIN.
-async fn refused_h1(from: Ipv4Addr, port: u16, host: &str, path: &str) -> RawResponse {
-    let mut stream = connect_from(from, port).await;
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await
-        .expect("write request");
-    let (data, ending) = read_to_end(&mut stream).await;
+/// `GET /` with `Host: host` from `from` on a new connection, read until the proxy closes it:
+/// the one response it holds (a refusal that ends the connection), checked to have `status`,
+/// to say `Connection: close` and to be all the proxy sent before its FIN.
+async fn refused_h1(from: Ipv4Addr, port: u16, host: &str, status: u16) -> RawResponse {
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let (response, ending) = raw_until_close_from(from, port, request.as_bytes()).await;
     assert_eq!(ending, Ending::Fin, "the refusal ends the connection");
-    let (response, used) = parse_response(&data, true).unwrap_or_else(|| {
-        panic!(
-            "no whole response before the close: {:?}",
-            String::from_utf8_lossy(&data)
-        )
-    });
-    assert_eq!(used, data.len(), "nothing after the refusal");
+    assert_eq!(response.status, status, "{}", response.text());
     assert_eq!(
         response.header("connection"),
         Some("close"),
@@ -214,44 +177,86 @@ async fn refused_h1(from: Ipv4Addr, port: u16, host: &str, path: &str) -> RawRes
     response
 }
 
-/// `Retry-After` as whole seconds, checked to be within `range`.
-fn retry_after(headers: &hyper::HeaderMap, range: std::ops::RangeInclusive<u64>) -> u64 {
-    let value = headers
-        .get("retry-after")
-        .expect("a Retry-After header")
-        .to_str()
-        .expect("text");
+/// Checks that `Retry-After` (the header's value) is whole seconds within the minute's window.
+fn assert_retry_after(value: Option<&str>) {
+    let value = value.expect("a Retry-After header");
     let seconds: u64 = value.parse().expect("Retry-After in whole seconds");
-    assert!(range.contains(&seconds), "Retry-After: {seconds}");
-    seconds
+    assert!((1..=61).contains(&seconds), "Retry-After: {seconds}");
 }
 
-fn raw_retry_after(response: &RawResponse, range: std::ops::RangeInclusive<u64>) -> u64 {
-    let value = response
-        .header("retry-after")
-        .expect("a Retry-After header");
-    let seconds: u64 = value.parse().expect("Retry-After in whole seconds");
-    assert!(range.contains(&seconds), "Retry-After: {seconds}");
-    seconds
+/// The status of one `GET /` of app.test over `client`.
+async fn status_of(client: &mut H1) -> u16 {
+    send(client, "app.test", "/", &[]).await.status
 }
 
-/// One GET with extra headers over a new HTTP/1.1 connection from `from`.
-async fn get_from(from: Ipv4Addr, port: u16, host: &str, path: &str) -> Got {
-    let mut client = h1_client_from(from, port).await;
-    send(&mut client, host, path, &[]).await
+/// `times` GETs of app.test over `client`, each answered 200.
+async fn assert_ok(client: &mut H1, times: usize) {
+    for n in 0..times {
+        assert_eq!(status_of(client).await, 200, "request {n} of {times}");
+    }
 }
 
-/// One HTTP/2 GET with extra headers.
-async fn h2_send(
-    client: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-    uri: &str,
-) -> Got {
+/// The status of one GET of app.test over a new HTTP/1.1 connection from `from`.
+async fn status_from(from: Ipv4Addr, port: u16) -> u16 {
+    status_of(&mut h1_client_from(from, port).await).await
+}
+
+/// One HTTP/2 GET of `http://{host}:{port}{path}` over `client`, once it is ready.
+async fn h2_send(client: &mut H2, host: &str, port: u16, path: &str) -> Got {
     client.ready().await.expect("h2 connection ready");
-    h2_get(client, uri).await
+    h2_get(client, &format!("http://{host}:{port}{path}")).await
+}
+
+/// One HTTP/2 GET of `host` over `client`, answered `status`.
+async fn assert_h2_status(client: &mut H2, host: &str, port: u16, status: u16) {
+    let got = h2_send(client, host, port, "/").await;
+    assert_eq!(got.status, status, "{host}: {}", got.text());
+}
+
+fn ws_url(port: u16) -> String {
+    format!("ws://ws.test:{port}/")
+}
+
+/// A WebSocket to ws.test from `from` through `port`, its upgrade answered 101.
+async fn ws_from(from: Ipv4Addr, port: u16, what: &str) -> WebSocketStream<TcpStream> {
+    let stream = connect_from(from, port).await;
+    let (ws, response) = tokio_tungstenite::client_async(ws_url(port), stream)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(response.status(), 101, "{what}");
+    ws
+}
+
+/// Sends `text` and checks that it comes back.
+async fn ws_echo(ws: &mut WebSocketStream<TcpStream>, text: &str) {
+    ws.send(Message::text(text.to_string()))
+        .await
+        .expect("send");
+    assert_eq!(
+        ws.next().await.expect("echo").expect("message"),
+        Message::text(text.to_string())
+    );
+}
+
+/// Closes `ws` and reads until its end; returns how sending the close frame went.
+async fn ws_close(mut ws: WebSocketStream<TcpStream>) -> Result<(), tungstenite::Error> {
+    let sent = ws.close(None).await;
+    while let Some(Ok(_)) = ws.next().await {}
+    sent
+}
+
+/// An upgrade to ws.test from `from` that the proxy refuses with `status`.
+async fn assert_upgrade_refused(from: Ipv4Addr, port: u16, status: u16) {
+    let stream = connect_from(from, port).await;
+    match tokio_tungstenite::client_async(ws_url(port), stream).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), status),
+        Err(e) => panic!("expected a {status}, got the error {e}"),
+        Ok(_) => panic!("an upgrade from {from} was accepted, not refused with {status}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Configs
+// Configs and the proxy under test
 // ---------------------------------------------------------------------------------------------
 
 /// A plain TCP route to 127.0.0.1:`backend` on `port` with `security`.
@@ -266,12 +271,9 @@ fn tcp_route(name: &str, port: u16, backend: u16, security: Value) -> Value {
 
 /// An HTTP route for `domain` (plain port) to 127.0.0.1:`backend` with `security`.
 fn http_route(name: &str, port: u16, domain: &str, backend: u16, security: Value) -> Value {
-    json!({
-        "name": name,
-        "match": {"ports": port, "domains": domain},
-        "action": {"type": "forward", "targets": [{"host": "127.0.0.1", "port": backend}]},
-        "security": security,
-    })
+    let mut route = tcp_route(name, port, backend, security);
+    route["match"]["domains"] = json!(domain);
+    route
 }
 
 /// A passthrough route for `domain` with `security`.
@@ -308,8 +310,94 @@ fn terminate_route(
     route
 }
 
-async fn proxy_with(routes: Vec<Value>, globals: Value) -> Proxy {
-    start_proxy(routes_config(routes, globals)).await
+/// A proxy under test, the port its routes share, and how many connections (on HTTP:
+/// requests) reached the backend that counts.
+struct Admission {
+    proxy: Proxy,
+    port: u16,
+    reached: Arc<AtomicUsize>,
+}
+
+impl Admission {
+    /// A proxy with `routes(port)` on a free port, merged with `globals`.
+    async fn start(
+        routes: impl FnOnce(u16) -> Vec<Value>,
+        globals: Value,
+        reached: Arc<AtomicUsize>,
+    ) -> Admission {
+        let port = free_port();
+        let proxy = start_proxy(routes_config(routes(port), globals)).await;
+        Admission {
+            proxy,
+            port,
+            reached,
+        }
+    }
+
+    /// One plain TCP route with `security` to an echo backend that counts connections.
+    async fn tcp(globals: Value, security: Value) -> Admission {
+        let (backend, reached) = counting_echo_backend_tcp().await;
+        let routes = |port| vec![tcp_route("tcp", port, backend, security)];
+        Admission::start(routes, globals, reached).await
+    }
+
+    /// One HTTP route for app.test with `security` to an echo backend that counts requests.
+    async fn app(security: Value) -> Admission {
+        let (backend, reached) = echo_http_backend("app").await;
+        let routes = |port| vec![http_route("app", port, "app.test", backend, security)];
+        Admission::start(routes, json!({}), reached).await
+    }
+
+    /// One HTTP route for ws.test with `security` to a WebSocket backend that counts
+    /// connections.
+    async fn ws(security: Value) -> Admission {
+        let (backend, reached) = counting_ws_backend().await;
+        let routes = |port| vec![http_route("ws", port, "ws.test", backend, security)];
+        Admission::start(routes, json!({}), reached).await
+    }
+
+    /// One route terminating TLS for term.test with `leaf`, with `security`, relayed to an
+    /// echo backend that counts connections.
+    async fn terminate(leaf: &Leaf, security: Value) -> Admission {
+        let (backend, reached) = counting_echo_backend_tcp().await;
+        let routes = |port| {
+            vec![terminate_route(
+                "term",
+                port,
+                "term.test",
+                leaf,
+                backend,
+                security,
+            )]
+        };
+        Admission::start(routes, json!({}), reached).await
+    }
+
+    fn reached(&self) -> usize {
+        self.reached.load(Ordering::SeqCst)
+    }
+
+    async fn wait_reached(&self, count: usize, what: &str) {
+        eventually(what, || self.reached() == count).await;
+    }
+
+    async fn wait_live(&self, count: usize, what: &str) {
+        eventually(what, || self.proxy.live_connections() == count).await;
+    }
+
+    /// Waits until no connection is live, then checks that `reached` reached the backend and
+    /// how many connections were closed for each reason in `closed`.
+    async fn assert_settled(&self, reached: usize, closed: &[(CloseReason, u64)], why: &str) {
+        wait_no_live(&self.proxy).await;
+        assert_eq!(self.reached(), reached, "reached the backend; {why}");
+        for &(reason, count) in closed {
+            assert_eq!(
+                self.proxy.closed_with(reason),
+                count,
+                "closed with {reason}; {why}"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,22 +406,18 @@ async fn proxy_with(routes: Vec<Value>, globals: Value) -> Proxy {
 
 #[tokio::test]
 async fn global_lists_close_refused_clients_before_any_backend_and_block_beats_allow() {
-    let (backend_port, accepted) = counting_echo_backend_tcp().await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![tcp_route("tcp", port, backend_port, json!({}))],
+    let tcp = Admission::tcp(
         json!({
             "ipAllowList": ["127.0.0.0/29", "127.0.1.*", "127.0.2.0/24"],
             "ipBlockList": ["127.0.0.3", "127.0.2.*"],
         }),
+        json!({}),
     )
     .await;
 
     // Allowed by the CIDR, and by the glob.
     for from in [A, Ipv4Addr::new(127, 0, 1, 5)] {
-        let mut client = connect_from(from, port).await;
-        assert_echoes(&mut client, &format!("{from} allowed")).await;
-        drop(client);
+        admitted(from, tcp.port, &format!("{from} allowed")).await;
     }
     // In the allow CIDR but blocked by address; in the allow CIDR but blocked by a glob; in
     // no allow pattern at all.
@@ -343,18 +427,14 @@ async fn global_lists_close_refused_clients_before_any_backend_and_block_beats_a
         Ipv4Addr::new(127, 0, 0, 9),
         Ipv4Addr::new(127, 0, 3, 1),
     ] {
-        let mut client = connect_from(from, port).await;
-        // Bytes the client sends are never relayed anywhere.
-        let _ = client.write_all(b"let me in").await;
-        assert_closed_unanswered(&mut client, &format!("{from} refused")).await;
+        refused(from, tcp.port, b"let me in", &format!("{from} refused")).await;
     }
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 4);
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
+    tcp.assert_settled(
         2,
-        "only the admitted clients reached the backend"
-    );
+        &[(CloseReason::Blocked, 4)],
+        "only the admitted clients reached the backend",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,206 +443,118 @@ async fn global_lists_close_refused_clients_before_any_backend_and_block_beats_a
 
 #[tokio::test]
 async fn route_lists_close_refused_tcp_clients() {
-    let (backend_port, accepted) = counting_echo_backend_tcp().await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![tcp_route(
-            "tcp",
-            port,
-            backend_port,
-            json!({"ipAllowList": ["127.0.0.0/24"], "ipBlockList": ["127.0.0.3"]}),
-        )],
+    let tcp = Admission::tcp(
         json!({}),
+        json!({"ipAllowList": ["127.0.0.0/24"], "ipBlockList": ["127.0.0.3"]}),
     )
     .await;
-    let mut allowed = connect_from(A, port).await;
-    assert_echoes(&mut allowed, "allowed").await;
+    let allowed = admitted(A, tcp.port, "allowed").await;
     for from in [B, Ipv4Addr::new(127, 0, 1, 2)] {
-        let mut refused = connect_from(from, port).await;
-        assert_closed_unanswered(&mut refused, &format!("{from}")).await;
+        refused(from, tcp.port, b"", &format!("{from}")).await;
     }
     drop(allowed);
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 2);
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    tcp.assert_settled(1, &[(CloseReason::Blocked, 2)], "one allowed client")
+        .await;
 }
 
 #[tokio::test]
 async fn route_lists_on_passthrough_answer_access_denied_and_never_reach_the_backend() {
     let ca = TestCa::new("admission passthrough CA");
-    let (backend_port, accepted) = counting_tls_echo_backend(&ca.leaf(&["pass.test"])).await;
-    let port = free_port();
-    let proxy = proxy_with(
+    let (backend, reached) = counting_tls_echo_backend(&ca.leaf(&["pass.test"])).await;
+    let security = json!({"ipBlockList": ["127.0.0.3"]});
+    let routes = |port| {
         vec![passthrough_route(
             "pass",
             port,
             "pass.test",
-            backend_port,
-            json!({"ipBlockList": ["127.0.0.3"]}),
-        )],
-        json!({}),
-    )
-    .await;
-    let mut allowed = tls_from(A, port, "pass.test", client_config(&ca))
-        .await
-        .expect("an allowed client's handshake with the backend");
-    assert_echoes(&mut allowed, "passthrough").await;
-    tls_close(allowed).await;
+            backend,
+            security,
+        )]
+    };
+    let pass = Admission::start(routes, json!({}), reached).await;
+    tls_session(A, pass.port, "pass.test", &ca, "passthrough").await;
 
-    assert_hello_denied(B, port, "pass.test", &ca).await;
+    assert_hello_denied(B, pass.port, "pass.test", &ca).await;
     // A real TLS client sees the alert as the handshake's failure.
-    let refused = tls_from(B, port, "pass.test", client_config(&ca)).await;
+    let refused = tls_from(B, pass.port, "pass.test", &ca).await;
     let error = refused.expect_err("a blocked client's handshake fails");
     assert!(
         error.to_string().contains("AccessDenied"),
         "the client is told access is denied: {error}"
     );
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 2);
-    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one allowed client");
+    pass.assert_settled(1, &[(CloseReason::Blocked, 2)], "one allowed client")
+        .await;
 }
 
 #[tokio::test]
 async fn route_lists_on_terminate_refuse_before_the_handshake() {
     let ca = TestCa::new("admission terminate CA");
     let leaf = ca.leaf(&["term.test"]);
-    let (backend_port, accepted) = counting_echo_backend_tcp().await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![terminate_route(
-            "term",
-            port,
-            "term.test",
-            &leaf,
-            backend_port,
-            json!({"ipAllowList": ["127.0.0.2"]}),
-        )],
-        json!({}),
-    )
-    .await;
-    let mut allowed = tls_from(A, port, "term.test", client_config(&ca))
-        .await
-        .expect("an allowed client's handshake");
+    let term = Admission::terminate(&leaf, json!({"ipAllowList": ["127.0.0.2"]})).await;
+    let allowed = tls_admitted(A, term.port, "term.test", &ca, "terminated").await;
     assert_eq!(presented_leaf(&allowed), leaf.der);
-    assert_echoes(&mut allowed, "terminated").await;
     tls_close(allowed).await;
 
     // The alert is all the client gets: no ServerHello, no certificate.
-    assert_hello_denied(B, port, "term.test", &ca).await;
-    assert_hello_denied(C, port, "term.test", &ca).await;
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 2);
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    for from in [B, C] {
+        assert_hello_denied(from, term.port, "term.test", &ca).await;
+    }
+    term.assert_settled(1, &[(CloseReason::Blocked, 2)], "one allowed client")
+        .await;
 }
 
 #[tokio::test]
 async fn route_lists_on_http1_answer_403_and_close() {
-    let (backend_port, backend_state) = counting_echo_backend("app").await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "app",
-            port,
-            "app.test",
-            backend_port,
-            json!({"ipBlockList": ["127.0.0.3"]}),
-        )],
-        json!({}),
-    )
-    .await;
+    let app = Admission::app(json!({"ipBlockList": ["127.0.0.3"]})).await;
     // An allowed client keeps its connection across requests.
-    let mut allowed = h1_client_from(A, port).await;
-    for _ in 0..3 {
-        assert_eq!(send(&mut allowed, "app.test", "/", &[]).await.status, 200);
-    }
+    let mut allowed = h1_client_from(A, app.port).await;
+    assert_ok(&mut allowed, 3).await;
     drop(allowed);
 
-    let refused = refused_h1(B, port, "app.test", "/").await;
-    assert_eq!(refused.status, 403, "{}", refused.text());
+    let refused = refused_h1(B, app.port, "app.test", 403).await;
     assert!(!refused.body.is_empty(), "a short body says why");
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 1);
-    assert_eq!(backend_state.requests(), 3);
+    app.assert_settled(3, &[(CloseReason::Blocked, 1)], "the allowed requests")
+        .await;
 }
 
 #[tokio::test]
 async fn route_lists_on_http2_refuse_only_that_stream() {
-    let (backend_port, backend_state) = counting_echo_backend("app").await;
-    let port = free_port();
-    let proxy = proxy_with(
+    let (backend, requests) = echo_http_backend("app").await;
+    let staff_only = json!({"ipAllowList": ["127.0.0.2"]});
+    let routes = |port| {
         vec![
-            http_route(
-                "staff",
-                port,
-                "staff.test",
-                backend_port,
-                json!({"ipAllowList": ["127.0.0.2"]}),
-            ),
-            http_route("open", port, "open.test", backend_port, json!({})),
-        ],
-        json!({}),
+            http_route("staff", port, "staff.test", backend, staff_only),
+            http_route("open", port, "open.test", backend, json!({})),
+        ]
+    };
+    let app = Admission::start(routes, json!({}), requests).await;
+    let mut refused = h2_client_from(B, app.port).await;
+    for _ in 0..2 {
+        assert_h2_status(&mut refused, "staff.test", app.port, 403).await;
+        // The same connection goes on to a route that admits it.
+        assert_h2_status(&mut refused, "open.test", app.port, 200).await;
+    }
+    let mut allowed = h2_client_from(A, app.port).await;
+    assert_h2_status(&mut allowed, "staff.test", app.port, 200).await;
+    drop((refused, allowed));
+    app.assert_settled(
+        3,
+        &[(CloseReason::Blocked, 0)],
+        "an HTTP/2 connection is not closed for one refused stream",
     )
     .await;
-    let mut refused = h2_client_from(B, port).await;
-    for _ in 0..2 {
-        let got = h2_send(&mut refused, &format!("http://staff.test:{port}/")).await;
-        assert_eq!(got.status, 403, "{}", got.text());
-        // The same connection goes on to a route that admits it.
-        let got = h2_send(&mut refused, &format!("http://open.test:{port}/")).await;
-        assert_eq!(got.status, 200, "{}", got.text());
-    }
-    let mut allowed = h2_client_from(A, port).await;
-    let got = h2_send(&mut allowed, &format!("http://staff.test:{port}/")).await;
-    assert_eq!(got.status, 200);
-    drop((refused, allowed));
-    wait_no_live(&proxy).await;
-    assert_eq!(
-        proxy.closed_with(CloseReason::Blocked),
-        0,
-        "an HTTP/2 connection is not closed for one refused stream"
-    );
-    assert_eq!(backend_state.requests(), 3);
 }
 
 #[tokio::test]
 async fn route_lists_refuse_websocket_upgrades_with_403() {
-    let (backend_port, accepted) = counting_ws_backend().await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "ws",
-            port,
-            "ws.test",
-            backend_port,
-            json!({"ipBlockList": ["127.0.0.3"]}),
-        )],
-        json!({}),
-    )
-    .await;
-    let stream = connect_from(A, port).await;
-    let (mut ws, response) =
-        tokio_tungstenite::client_async(format!("ws://ws.test:{port}/"), stream)
-            .await
-            .expect("an allowed client's upgrade");
-    assert_eq!(response.status(), 101);
-    ws.send(Message::text("hi")).await.expect("send");
-    assert_eq!(
-        ws.next().await.expect("echo").expect("message"),
-        Message::text("hi")
-    );
-    ws.close(None).await.expect("close");
-    while let Some(Ok(_)) = ws.next().await {}
-    drop(ws);
+    let chat = Admission::ws(json!({"ipBlockList": ["127.0.0.3"]})).await;
+    let mut ws = ws_from(A, chat.port, "an allowed client's upgrade").await;
+    ws_echo(&mut ws, "hi").await;
+    ws_close(ws).await.expect("close");
 
-    let stream = connect_from(B, port).await;
-    match tokio_tungstenite::client_async(format!("ws://ws.test:{port}/"), stream).await {
-        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
-        Err(e) => panic!("expected a 403, got the error {e}"),
-        Ok(_) => panic!("a blocked client's upgrade was accepted"),
-    }
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 1);
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_upgrade_refused(B, chat.port, 403).await;
+    chat.assert_settled(1, &[(CloseReason::Blocked, 1)], "one allowed client")
+        .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -571,75 +563,41 @@ async fn route_lists_refuse_websocket_upgrades_with_403() {
 
 #[tokio::test]
 async fn route_max_connections_on_tcp_refuses_past_the_cap_until_one_closes() {
-    let (backend_port, accepted) = counting_echo_backend_tcp().await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![tcp_route(
-            "tcp",
-            port,
-            backend_port,
-            json!({"maxConnections": 2}),
-        )],
-        json!({}),
-    )
-    .await;
-    let mut first = connect_from(A, port).await;
-    assert_echoes(&mut first, "first").await;
-    let mut second = connect_from(B, port).await;
-    assert_echoes(&mut second, "second").await;
-    let mut third = connect_from(C, port).await;
-    assert_closed_unanswered(&mut third, "third while two are held").await;
-    wait_closed_with(&proxy, CloseReason::Limit, 1).await;
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let tcp = Admission::tcp(json!({}), json!({"maxConnections": 2})).await;
+    let first = admitted(A, tcp.port, "first").await;
+    let second = admitted(B, tcp.port, "second").await;
+    refused(C, tcp.port, b"", "third while two are held").await;
+    wait_closed_with(&tcp.proxy, CloseReason::Limit, 1).await;
+    assert_eq!(tcp.reached(), 2);
 
     // Once one ends, a new one gets in.
     drop(first);
-    eventually("the first connection ended", || {
-        proxy.live_connections() == 1
-    })
-    .await;
-    let mut fourth = connect_from(C, port).await;
-    assert_echoes(&mut fourth, "after one closed").await;
+    tcp.wait_live(1, "the first connection ended").await;
+    let fourth = admitted(C, tcp.port, "after one closed").await;
     drop((second, fourth));
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Limit), 1);
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    tcp.assert_settled(3, &[(CloseReason::Limit, 1)], "three admitted")
+        .await;
 }
 
 #[tokio::test]
 async fn global_max_connections_per_ip_counts_each_source_apart() {
-    let (backend_port, accepted) = counting_echo_backend_tcp().await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![tcp_route("tcp", port, backend_port, json!({}))],
-        json!({"maxConnectionsPerIP": 2}),
-    )
-    .await;
+    let tcp = Admission::tcp(json!({"maxConnectionsPerIP": 2}), json!({})).await;
     let mut held = Vec::new();
     for n in 0..2 {
-        let mut client = connect_from(A, port).await;
-        assert_echoes(&mut client, &format!("A #{n}")).await;
-        held.push(client);
+        held.push(admitted(A, tcp.port, &format!("A #{n}")).await);
     }
-    let mut over = connect_from(A, port).await;
-    assert_closed_unanswered(&mut over, "A's third").await;
+    refused(A, tcp.port, b"", "A's third").await;
     // Another client is counted apart.
-    let mut other = connect_from(B, port).await;
-    assert_echoes(&mut other, "B while A is at its limit").await;
+    let other = admitted(B, tcp.port, "B while A is at its limit").await;
     // One of A's ends: A gets in again.
     drop(held.pop());
-    eventually("one of A's connections ended", || {
-        proxy.live_connections() == 2
-    })
-    .await;
-    let mut again = connect_from(A, port).await;
-    assert_echoes(&mut again, "A after one closed").await;
+    tcp.wait_live(2, "one of A's connections ended").await;
+    let again = admitted(A, tcp.port, "A after one closed").await;
     drop((held, other, again));
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Limit), 1);
-    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    tcp.assert_settled(4, &[(CloseReason::Limit, 1)], "four admitted")
+        .await;
     assert_eq!(
-        proxy.admission_entries(),
+        tcp.proxy.admission_entries(),
         0,
         "without a rate limit, entries go with their last connection"
     );
@@ -648,29 +606,18 @@ async fn global_max_connections_per_ip_counts_each_source_apart() {
 /// N connections of one client within the minute pass, the next is refused; another client
 /// is not affected.
 async fn check_connection_rate_on_tcp(globals: Value, security: Value, limit: usize) {
-    let (backend_port, accepted) = counting_echo_backend_tcp().await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![tcp_route("tcp", port, backend_port, security)],
-        globals,
-    )
-    .await;
+    let tcp = Admission::tcp(globals, security).await;
     for n in 0..limit {
-        let mut client = connect_from(A, port).await;
-        assert_echoes(&mut client, &format!("connection {n}")).await;
+        admitted(A, tcp.port, &format!("connection {n}")).await;
     }
     for n in 0..2 {
-        let mut over = connect_from(A, port).await;
-        assert_closed_unanswered(&mut over, &format!("over the rate #{n}")).await;
+        refused(A, tcp.port, b"", &format!("over the rate #{n}")).await;
     }
-    let mut other = connect_from(B, port).await;
-    assert_echoes(&mut other, "another client").await;
-    drop(other);
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Limit), 2);
-    assert_eq!(accepted.load(Ordering::SeqCst), limit + 1);
+    admitted(B, tcp.port, "another client").await;
+    tcp.assert_settled(limit + 1, &[(CloseReason::Limit, 2)], "within the rate")
+        .await;
     // The window keeps the entries of both clients.
-    assert!(proxy.admission_entries() >= 2);
+    assert!(tcp.proxy.admission_entries() >= 2);
 }
 
 #[tokio::test]
@@ -686,16 +633,15 @@ async fn route_connection_rate_limit_admits_n_per_minute() {
 #[tokio::test]
 async fn passthrough_route_limits_answer_access_denied() {
     let ca = TestCa::new("admission passthrough limits CA");
-    let (backend_port, accepted) = counting_tls_echo_backend(&ca.leaf(&["pass.test"])).await;
-    let (rate_backend, rate_accepted) = counting_tls_echo_backend(&ca.leaf(&["rate.test"])).await;
-    let port = free_port();
-    let proxy = proxy_with(
+    let (backend, reached) = counting_tls_echo_backend(&ca.leaf(&["pass.test"])).await;
+    let (rate_backend, rate_reached) = counting_tls_echo_backend(&ca.leaf(&["rate.test"])).await;
+    let routes = |port| {
         vec![
             passthrough_route(
                 "pass",
                 port,
                 "pass.test",
-                backend_port,
+                backend,
                 json!({"maxConnections": 1}),
             ),
             passthrough_route(
@@ -705,65 +651,40 @@ async fn passthrough_route_limits_answer_access_denied() {
                 rate_backend,
                 json!({"connectionRateLimitPerMinute": 2}),
             ),
-        ],
-        json!({}),
+        ]
+    };
+    let pass = Admission::start(routes, json!({}), reached).await;
+    let held = tls_admitted(A, pass.port, "pass.test", &ca, "held").await;
+    assert_hello_denied(B, pass.port, "pass.test", &ca).await;
+    tls_close(held).await;
+    pass.wait_live(0, "the held connection ended").await;
+    tls_session(
+        B,
+        pass.port,
+        "pass.test",
+        &ca,
+        "next, once the slot is free",
     )
     .await;
-    let mut held = tls_from(A, port, "pass.test", client_config(&ca))
-        .await
-        .expect("handshake");
-    assert_echoes(&mut held, "held").await;
-    assert_hello_denied(B, port, "pass.test", &ca).await;
-    tls_close(held).await;
-    eventually("the held connection ended", || {
-        proxy.live_connections() == 0
-    })
-    .await;
-    let mut next = tls_from(B, port, "pass.test", client_config(&ca))
-        .await
-        .expect("handshake once the slot is free");
-    assert_echoes(&mut next, "next").await;
-    tls_close(next).await;
 
     for n in 0..2 {
-        let mut client = tls_from(A, port, "rate.test", client_config(&ca))
-            .await
-            .expect("handshake within the rate");
-        assert_echoes(&mut client, &format!("rate #{n}")).await;
-        tls_close(client).await;
+        tls_session(A, pass.port, "rate.test", &ca, &format!("rate #{n}")).await;
     }
-    assert_hello_denied(A, port, "rate.test", &ca).await;
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Limit), 2);
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
-    assert_eq!(rate_accepted.load(Ordering::SeqCst), 2);
+    assert_hello_denied(A, pass.port, "rate.test", &ca).await;
+    pass.assert_settled(2, &[(CloseReason::Limit, 2)], "pass.test")
+        .await;
+    assert_eq!(rate_reached.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn terminate_route_limits_close_after_the_handshake_without_a_backend() {
     let ca = TestCa::new("admission terminate limits CA");
     let leaf = ca.leaf(&["term.test"]);
-    let (backend_port, accepted) = counting_echo_backend_tcp().await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![terminate_route(
-            "term",
-            port,
-            "term.test",
-            &leaf,
-            backend_port,
-            json!({"maxConnections": 1}),
-        )],
-        json!({}),
-    )
-    .await;
-    let mut held = tls_from(A, port, "term.test", client_config(&ca))
-        .await
-        .expect("handshake");
-    assert_echoes(&mut held, "held").await;
+    let term = Admission::terminate(&leaf, json!({"maxConnections": 1})).await;
+    let held = tls_admitted(A, term.port, "term.test", &ca, "held").await;
     // The limit counts what holds a backend, so it is checked once the route's plaintext
     // would be relayed, after the handshake: the refused client's TLS session just ends.
-    let mut refused = tls_from(B, port, "term.test", client_config(&ca))
+    let mut refused = tls_from(B, term.port, "term.test", &ca)
         .await
         .expect("the handshake comes before the route limits");
     let mut data = Vec::new();
@@ -772,22 +693,14 @@ async fn terminate_route_limits_close_after_the_handshake_without_a_backend() {
         .expect("closed in time");
     assert!(read.is_ok(), "a clean TLS close: {read:?}");
     assert!(data.is_empty(), "{:?}", String::from_utf8_lossy(&data));
-    wait_closed_with(&proxy, CloseReason::Limit, 1).await;
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    wait_closed_with(&term.proxy, CloseReason::Limit, 1).await;
+    assert_eq!(term.reached(), 1);
 
     tls_close(held).await;
-    eventually("the held connection ended", || {
-        proxy.live_connections() == 0
-    })
-    .await;
-    let mut next = tls_from(B, port, "term.test", client_config(&ca))
-        .await
-        .expect("handshake");
-    assert_echoes(&mut next, "once the slot is free").await;
-    tls_close(next).await;
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Limit), 1);
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    term.wait_live(0, "the held connection ended").await;
+    tls_session(B, term.port, "term.test", &ca, "once the slot is free").await;
+    term.assert_settled(2, &[(CloseReason::Limit, 1)], "two admitted")
+        .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -798,241 +711,135 @@ async fn terminate_route_limits_close_after_the_handshake_without_a_backend() {
 /// made meanwhile surely see it held, on a busy machine too.
 const SLOW: &str = "/slow?delay=3000";
 
+/// Starts `slow` (a request the backend holds for a while), waits until the backend has it
+/// as its `nth` request, runs `meanwhile`, checks that the slow one was still in flight all
+/// that time, and returns what it got.
+async fn while_in_flight<T: Send + 'static>(
+    app: &Admission,
+    nth: usize,
+    slow: impl Future<Output = T> + Send + 'static,
+    meanwhile: impl Future<Output = ()>,
+) -> T {
+    let slow = tokio::spawn(slow);
+    app.wait_reached(nth, "the slow request reached the backend")
+        .await;
+    meanwhile.await;
+    assert!(!slow.is_finished(), "the slow request was still in flight");
+    slow.await.expect("slow request")
+}
+
 #[tokio::test]
 async fn http_route_max_connections_counts_requests_in_flight() {
-    let (backend_port, requests) = echo_http_backend("app").await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "app",
-            port,
-            "app.test",
-            backend_port,
-            json!({"maxConnections": 1}),
-        )],
-        json!({}),
-    )
-    .await;
-    let mut holder = h1_client_from(A, port).await;
-    let slow = tokio::spawn(async move {
+    let app = Admission::app(json!({"maxConnections": 1})).await;
+    let mut holder = h1_client_from(A, app.port).await;
+    let slow = async move {
         let got = send(&mut holder, "app.test", SLOW, &[]).await;
         (got, holder)
-    });
-    eventually("the slow request reached the backend", || {
-        requests.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    let refused = refused_h1(B, port, "app.test", "/").await;
-    assert_eq!(refused.status, 503, "{}", refused.text());
-    assert!(
-        !slow.is_finished(),
-        "the slow request was still in flight when the 503 came"
-    );
-    assert_eq!(
-        requests.load(Ordering::SeqCst),
-        1,
-        "the 503 never reached it"
-    );
-
-    let (got, mut holder) = slow.await.expect("slow request");
+    };
+    let meanwhile = async {
+        refused_h1(B, app.port, "app.test", 503).await;
+        assert_eq!(app.reached(), 1, "the 503 never reached it");
+    };
+    let (got, mut holder) = while_in_flight(&app, 1, slow, meanwhile).await;
     assert_eq!(got.status, 200);
     // Its response has ended: the slot is free for the same connection and for others.
-    assert_eq!(send(&mut holder, "app.test", "/", &[]).await.status, 200);
-    let mut other = h1_client_from(B, port).await;
-    for _ in 0..2 {
-        assert_eq!(send(&mut other, "app.test", "/", &[]).await.status, 200);
-    }
+    assert_ok(&mut holder, 1).await;
+    let mut other = h1_client_from(B, app.port).await;
+    assert_ok(&mut other, 2).await;
     drop((holder, other));
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Limit), 1);
-    assert_eq!(requests.load(Ordering::SeqCst), 4);
+    app.assert_settled(4, &[(CloseReason::Limit, 1)], "the admitted requests")
+        .await;
 }
 
 #[tokio::test]
 async fn http_route_max_connections_per_ip_answers_429() {
-    let (backend_port, requests) = echo_http_backend("app").await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "app",
-            port,
-            "app.test",
-            backend_port,
-            json!({"maxConnectionsPerIP": 1}),
-        )],
-        json!({}),
-    )
-    .await;
+    let app = Admission::app(json!({"maxConnectionsPerIP": 1})).await;
+    let port = app.port;
     let mut holder = h1_client_from(A, port).await;
-    let slow = tokio::spawn(async move { send(&mut holder, "app.test", SLOW, &[]).await });
-    eventually("the slow request reached the backend", || {
-        requests.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    let refused = refused_h1(A, port, "app.test", "/").await;
-    assert_eq!(refused.status, 429, "{}", refused.text());
-    // Another address is counted apart.
-    assert_eq!(get_from(B, port, "app.test", "/").await.status, 200);
-    assert!(!slow.is_finished(), "the slow request was still in flight");
-    assert_eq!(slow.await.expect("slow request").status, 200);
-    assert_eq!(get_from(A, port, "app.test", "/").await.status, 200);
+    let slow = async move { send(&mut holder, "app.test", SLOW, &[]).await };
+    let meanwhile = async {
+        refused_h1(A, port, "app.test", 429).await;
+        // Another address is counted apart.
+        assert_eq!(status_from(B, port).await, 200);
+    };
+    assert_eq!(while_in_flight(&app, 1, slow, meanwhile).await.status, 200);
+    assert_eq!(status_from(A, port).await, 200);
 
     // On HTTP/2 each stream in flight counts: a second stream beside a slow one is refused,
     // the connection goes on.
     let mut h2 = h2_client_from(C, port).await;
     let mut beside = h2.clone();
-    let slow_uri = format!("http://app.test:{port}{SLOW}");
-    let slow = tokio::spawn(async move { h2_send(&mut beside, &slow_uri).await });
-    eventually("the slow stream reached the backend", || {
-        requests.load(Ordering::SeqCst) == 4
-    })
-    .await;
-    let got = h2_send(&mut h2, &format!("http://app.test:{port}/")).await;
-    assert_eq!(got.status, 429, "{}", got.text());
-    assert!(!slow.is_finished(), "the slow stream was still in flight");
-    assert_eq!(slow.await.expect("slow stream").status, 200);
-    let got = h2_send(&mut h2, &format!("http://app.test:{port}/")).await;
-    assert_eq!(got.status, 200);
+    let slow = async move { h2_send(&mut beside, "app.test", port, SLOW).await };
+    let meanwhile = assert_h2_status(&mut h2, "app.test", port, 429);
+    assert_eq!(while_in_flight(&app, 4, slow, meanwhile).await.status, 200);
+    assert_h2_status(&mut h2, "app.test", port, 200).await;
     drop(h2);
-    wait_no_live(&proxy).await;
-    assert_eq!(
-        proxy.closed_with(CloseReason::Limit),
-        1,
-        "only the HTTP/1.1 refusal closed its connection"
-    );
-    assert_eq!(requests.load(Ordering::SeqCst), 5);
-    assert_eq!(proxy.admission_entries(), 0);
+    app.assert_settled(
+        5,
+        &[(CloseReason::Limit, 1)],
+        "only the HTTP/1.1 refusal closed its connection",
+    )
+    .await;
+    assert_eq!(app.proxy.admission_entries(), 0);
 }
 
 #[tokio::test]
 async fn http_route_connection_rate_counts_connections_not_requests() {
-    let (backend_port, requests) = echo_http_backend("app").await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "app",
-            port,
-            "app.test",
-            backend_port,
-            json!({"connectionRateLimitPerMinute": 2}),
-        )],
-        json!({}),
-    )
-    .await;
-    let mut first = h1_client_from(A, port).await;
-    for _ in 0..6 {
-        assert_eq!(send(&mut first, "app.test", "/", &[]).await.status, 200);
-    }
-    let mut second = h1_client_from(A, port).await;
-    assert_eq!(send(&mut second, "app.test", "/", &[]).await.status, 200);
-    let refused = refused_h1(A, port, "app.test", "/").await;
-    assert_eq!(refused.status, 429, "{}", refused.text());
-    raw_retry_after(&refused, 1..=61);
+    let app = Admission::app(json!({"connectionRateLimitPerMinute": 2})).await;
+    let mut first = h1_client_from(A, app.port).await;
+    assert_ok(&mut first, 6).await;
+    let mut second = h1_client_from(A, app.port).await;
+    assert_ok(&mut second, 1).await;
+    let refused = refused_h1(A, app.port, "app.test", 429).await;
+    assert_retry_after(refused.header("retry-after"));
     // The connections already counted go on; another address has its own count.
-    assert_eq!(send(&mut first, "app.test", "/", &[]).await.status, 200);
-    assert_eq!(send(&mut second, "app.test", "/", &[]).await.status, 200);
-    assert_eq!(get_from(B, port, "app.test", "/").await.status, 200);
+    assert_ok(&mut first, 1).await;
+    assert_ok(&mut second, 1).await;
+    assert_eq!(status_from(B, app.port).await, 200);
     drop((first, second));
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Limit), 1);
-    assert_eq!(requests.load(Ordering::SeqCst), 10);
+    app.assert_settled(10, &[(CloseReason::Limit, 1)], "the admitted requests")
+        .await;
 }
 
 #[tokio::test]
 async fn http2_connection_refused_by_the_rate_stays_refused() {
-    let (backend_port, requests) = echo_http_backend("app").await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "app",
-            port,
-            "app.test",
-            backend_port,
-            json!({"connectionRateLimitPerMinute": 1}),
-        )],
-        json!({}),
-    )
-    .await;
-    let uri = format!("http://app.test:{port}/");
-    let mut counted = h2_client_from(A, port).await;
-    assert_eq!(h2_send(&mut counted, &uri).await.status, 200);
+    let app = Admission::app(json!({"connectionRateLimitPerMinute": 1})).await;
+    let mut counted = h2_client_from(A, app.port).await;
+    assert_h2_status(&mut counted, "app.test", app.port, 200).await;
     // A second connection within the minute is over the rate, for every one of its streams:
     // a refused first request must not make the next ones look like a counted connection.
-    let mut over = h2_client_from(A, port).await;
+    let mut over = h2_client_from(A, app.port).await;
     for n in 0..3 {
-        let got = h2_send(&mut over, &uri).await;
+        let got = h2_send(&mut over, "app.test", app.port, "/").await;
         assert_eq!(got.status, 429, "stream {n} of a connection over the rate");
-        retry_after(&got.headers, 1..=61);
+        assert_retry_after(got.header("retry-after"));
     }
-    assert_eq!(h2_send(&mut counted, &uri).await.status, 200);
+    assert_h2_status(&mut counted, "app.test", app.port, 200).await;
     drop((counted, over));
-    wait_no_live(&proxy).await;
-    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    app.assert_settled(2, &[], "the counted connection's requests")
+        .await;
 }
 
 #[tokio::test]
 async fn a_websocket_holds_its_routes_slot_for_its_whole_life() {
-    let (backend_port, accepted) = counting_ws_backend().await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "ws",
-            port,
-            "ws.test",
-            backend_port,
-            json!({"maxConnections": 1}),
-        )],
-        json!({}),
-    )
-    .await;
-    let stream = connect_from(A, port).await;
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://ws.test:{port}/"), stream)
-        .await
-        .expect("the first upgrade");
-    ws.send(Message::text("one")).await.expect("send");
-    assert_eq!(
-        ws.next().await.expect("echo").expect("message"),
-        Message::text("one")
-    );
+    let chat = Admission::ws(json!({"maxConnections": 1})).await;
+    let mut ws = ws_from(A, chat.port, "the first upgrade").await;
+    ws_echo(&mut ws, "one").await;
     // While it is open, the route is full: for a plain request and for another upgrade.
-    for n in 0..2 {
-        let refused = refused_h1(B, port, "ws.test", "/").await;
-        assert_eq!(refused.status, 503, "request {n}: {}", refused.text());
+    for _ in 0..2 {
+        refused_h1(B, chat.port, "ws.test", 503).await;
     }
-    let stream = connect_from(B, port).await;
-    match tokio_tungstenite::client_async(format!("ws://ws.test:{port}/"), stream).await {
-        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
-        Err(e) => panic!("expected a 503, got the error {e}"),
-        Ok(_) => panic!("a second WebSocket got in while the route was full"),
-    }
+    assert_upgrade_refused(B, chat.port, 503).await;
     // Still open and working.
-    ws.send(Message::text("two")).await.expect("send");
-    assert_eq!(
-        ws.next().await.expect("echo").expect("message"),
-        Message::text("two")
-    );
-    ws.close(None).await.expect("close");
-    while let Some(Ok(_)) = ws.next().await {}
-    drop(ws);
-    wait_no_live(&proxy).await;
+    ws_echo(&mut ws, "two").await;
+    ws_close(ws).await.expect("close");
+    wait_no_live(&chat.proxy).await;
 
-    let stream = connect_from(B, port).await;
-    let (mut ws, response) =
-        tokio_tungstenite::client_async(format!("ws://ws.test:{port}/"), stream)
-            .await
-            .expect("an upgrade once the first WebSocket closed");
-    assert_eq!(response.status(), 101);
-    ws.send(Message::text("three")).await.expect("send");
-    assert_eq!(
-        ws.next().await.expect("echo").expect("message"),
-        Message::text("three")
-    );
-    ws.close(None).await.expect("close");
-    while let Some(Ok(_)) = ws.next().await {}
-    drop(ws);
-    wait_no_live(&proxy).await;
-    assert_eq!(proxy.closed_with(CloseReason::Limit), 3);
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let mut ws = ws_from(B, chat.port, "an upgrade once the first WebSocket closed").await;
+    ws_echo(&mut ws, "three").await;
+    ws_close(ws).await.expect("close");
+    chat.assert_settled(2, &[(CloseReason::Limit, 3)], "one at a time")
+        .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1041,63 +848,37 @@ async fn a_websocket_holds_its_routes_slot_for_its_whole_life() {
 
 #[tokio::test]
 async fn rate_limit_answers_429_with_retry_after_and_the_configured_message() {
-    let (backend_port, requests) = echo_http_backend("app").await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "app",
-            port,
-            "app.test",
-            backend_port,
-            json!({"rateLimit": {"maxRequests": 3, "window": "60s",
-                                 "errorMessage": "slow down, please"}}),
-        )],
-        json!({}),
-    )
+    let app = Admission::app(json!({"rateLimit": {"maxRequests": 3, "window": "60s",
+                                                  "errorMessage": "slow down, please"}}))
     .await;
-    let mut client = h1_client_from(A, port).await;
-    for n in 0..3 {
-        let got = send(&mut client, "app.test", "/", &[]).await;
-        assert_eq!(got.status, 200, "request {n}");
-    }
+    let mut client = h1_client_from(A, app.port).await;
+    assert_ok(&mut client, 3).await;
     // Over the limit, on the same connection, which stays open (keep-alive).
     for n in 0..2 {
         let got = send(&mut client, "app.test", "/", &[]).await;
         assert_eq!(got.status, 429, "request {}", n + 3);
-        retry_after(&got.headers, 1..=61);
+        assert_retry_after(got.header("retry-after"));
         assert_eq!(got.text(), "429 Too Many Requests\nslow down, please\n");
         assert!(got.headers.get("connection").is_none(), "keep-alive");
     }
     // Keyed by address: another client has its own count.
-    assert_eq!(get_from(B, port, "app.test", "/").await.status, 200);
+    assert_eq!(status_from(B, app.port).await, 200);
     drop(client);
-    wait_no_live(&proxy).await;
-    assert_eq!(requests.load(Ordering::SeqCst), 4);
-    assert_eq!(
-        proxy.closed_with(CloseReason::Limit),
-        0,
-        "a rateLimit answer does not end the connection"
-    );
+    app.assert_settled(
+        4,
+        &[(CloseReason::Limit, 0)],
+        "a rateLimit answer does not end the connection",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn rate_limit_keyed_by_header_counts_each_value_and_falls_back_to_the_address() {
-    let (backend_port, requests) = echo_http_backend("app").await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "app",
-            port,
-            "app.test",
-            backend_port,
-            json!({"rateLimit": {"maxRequests": 2, "window": "1m", "keyBy": "header",
-                                 "headerName": "X-Api-Key"}}),
-        )],
-        json!({}),
-    )
+    let app = Admission::app(json!({"rateLimit": {"maxRequests": 2, "window": "1m",
+                                                  "keyBy": "header", "headerName": "X-Api-Key"}}))
     .await;
-    let mut a = h1_client_from(A, port).await;
-    let mut b = h1_client_from(B, port).await;
+    let mut a = h1_client_from(A, app.port).await;
+    let mut b = h1_client_from(B, app.port).await;
     for key in ["alice", "bob"] {
         for _ in 0..2 {
             let got = send(&mut a, "app.test", "/", &[("x-api-key", key)]).await;
@@ -1105,20 +886,17 @@ async fn rate_limit_keyed_by_header_counts_each_value_and_falls_back_to_the_addr
         }
         let got = send(&mut a, "app.test", "/", &[("x-api-key", key)]).await;
         assert_eq!(got.status, 429, "{key} over its limit");
-        retry_after(&got.headers, 1..=61);
+        assert_retry_after(got.header("retry-after"));
     }
     // The key is the header's value, whoever sends it.
     let got = send(&mut b, "app.test", "/", &[("x-api-key", "alice")]).await;
     assert_eq!(got.status, 429, "alice from another address");
     // Without the header, requests are counted by address, apart from the header values.
-    for _ in 0..2 {
-        assert_eq!(send(&mut a, "app.test", "/", &[]).await.status, 200);
-    }
-    assert_eq!(send(&mut a, "app.test", "/", &[]).await.status, 429);
-    assert_eq!(send(&mut b, "app.test", "/", &[]).await.status, 200);
+    assert_ok(&mut a, 2).await;
+    assert_eq!(status_of(&mut a).await, 429);
+    assert_ok(&mut b, 1).await;
     drop((a, b));
-    wait_no_live(&proxy).await;
-    assert_eq!(requests.load(Ordering::SeqCst), 7);
+    app.assert_settled(7, &[], "the admitted requests").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1127,8 +905,11 @@ async fn rate_limit_keyed_by_header_counts_each_value_and_falls_back_to_the_addr
 
 const REALM: &str = "Staff area";
 
+/// The users of `basic_auth_proxy`, as `name:password`.
+const USERS: [&str; 3] = ["pat:plain secret", "bea:bcrypt secret", "ari:argon2 secret"];
+
 /// `pat` (plain text), `bea` (bcrypt, cost 4) and `ari` (argon2id) on `app.test`.
-async fn basic_auth_proxy() -> (Proxy, u16, Arc<AtomicUsize>) {
+async fn basic_auth_proxy() -> Admission {
     use argon2::password_hash::PasswordHasher;
     let bcrypt_hash = bcrypt::hash("bcrypt secret", 4).expect("bcrypt hash");
     let argon2_hash = argon2::Argon2::new(
@@ -1140,28 +921,21 @@ async fn basic_auth_proxy() -> (Proxy, u16, Arc<AtomicUsize>) {
     .expect("argon2 hash")
     .to_string();
     assert!(argon2_hash.starts_with("$argon2id$"), "{argon2_hash}");
-    let (backend_port, requests) = echo_http_backend("app").await;
-    let port = free_port();
-    let proxy = proxy_with(
-        vec![http_route(
-            "app",
-            port,
-            "app.test",
-            backend_port,
-            json!({"basicAuth": {
-                "realm": REALM,
-                "users": [
-                    {"username": "pat", "password": "plain secret"},
-                    {"username": "bea", "password": bcrypt_hash},
-                    {"username": "ari", "password": argon2_hash},
-                ],
-                "excludePaths": ["/health", "/public/*"],
-            }}),
-        )],
-        json!({}),
-    )
-    .await;
-    (proxy, port, requests)
+    Admission::app(json!({"basicAuth": {
+        "realm": REALM,
+        "users": [
+            {"username": "pat", "password": "plain secret"},
+            {"username": "bea", "password": bcrypt_hash},
+            {"username": "ari", "password": argon2_hash},
+        ],
+        "excludePaths": ["/health", "/public/*"],
+    }}))
+    .await
+}
+
+/// The challenge a 401 carries.
+fn challenge() -> String {
+    format!("Basic realm=\"{REALM}\", charset=\"UTF-8\"")
 }
 
 fn basic(credentials: &str) -> String {
@@ -1174,10 +948,10 @@ fn basic(credentials: &str) -> String {
 
 #[tokio::test]
 async fn basic_auth_admits_each_kind_of_user_and_challenges_everyone_else() {
-    let (proxy, port, requests) = basic_auth_proxy().await;
-    let challenge = format!("Basic realm=\"{REALM}\", charset=\"UTF-8\"");
+    let app = basic_auth_proxy().await;
+    let challenge = challenge();
     // One connection throughout: a 401 keeps it open, as a browser expects.
-    let mut client = h1_client_from(A, port).await;
+    let mut client = h1_client_from(A, app.port).await;
     let mut passed = 0;
     let refused: [Option<&str>; 8] = [
         None,
@@ -1213,7 +987,7 @@ async fn basic_auth_admits_each_kind_of_user_and_challenges_everyone_else() {
     )
     .await;
     assert_eq!(got.status, 401);
-    for credentials in ["pat:plain secret", "bea:bcrypt secret", "ari:argon2 secret"] {
+    for credentials in USERS {
         let authorization = basic(credentials);
         for _ in 0..2 {
             let got = send(
@@ -1236,36 +1010,44 @@ async fn basic_auth_admits_each_kind_of_user_and_challenges_everyone_else() {
         }
     }
     // excludePaths need no credentials; their globs are exact.
-    for path in ["/health", "/public/logo.png", "/health?verbose=1"] {
+    let paths = [
+        ("/health", 200),
+        ("/public/logo.png", 200),
+        ("/health?verbose=1", 200),
+        ("/healthz", 401),
+        ("/public", 401),
+        ("/Health", 401),
+    ];
+    for (path, status) in paths {
         let got = send(&mut client, "app.test", path, &[]).await;
-        assert_eq!(got.status, 200, "{path}");
-        passed += 1;
-    }
-    for path in ["/healthz", "/public", "/Health"] {
-        let got = send(&mut client, "app.test", path, &[]).await;
-        assert_eq!(got.status, 401, "{path}");
+        assert_eq!(got.status, status, "{path}");
+        if status == 200 {
+            passed += 1;
+        }
     }
     drop(client);
-    wait_no_live(&proxy).await;
-    assert_eq!(requests.load(Ordering::SeqCst), passed);
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 0);
-    assert_eq!(proxy.closed_with(CloseReason::Limit), 0);
+    app.assert_settled(
+        passed,
+        &[(CloseReason::Blocked, 0), (CloseReason::Limit, 0)],
+        "the admitted requests",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn basic_auth_works_with_curl() {
-    let (proxy, port, requests) = basic_auth_proxy().await;
-    let url = format!("http://app.test:{port}/from-curl");
-    let resolve = format!("app.test:{port}:127.0.0.1");
+    let app = basic_auth_proxy().await;
+    let url = format!("http://app.test:{}/from-curl", app.port);
+    let resolve = format!("app.test:{}:127.0.0.1", app.port);
     let Some(without) = curl(&["--resolve", &resolve, &url]).await else {
         return;
     };
     assert_eq!(without.status, 401);
     assert_eq!(
         without.header("www-authenticate"),
-        Some(format!("Basic realm=\"{REALM}\", charset=\"UTF-8\"").as_str())
+        Some(challenge().as_str())
     );
-    for credentials in ["pat:plain secret", "bea:bcrypt secret", "ari:argon2 secret"] {
+    for credentials in USERS {
         let run = curl(&["--resolve", &resolve, "-u", credentials, &url])
             .await
             .expect("curl ran before");
@@ -1276,8 +1058,7 @@ async fn basic_auth_works_with_curl() {
         .await
         .expect("curl ran before");
     assert_eq!(wrong.status, 401);
-    wait_no_live(&proxy).await;
-    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    app.assert_settled(3, &[], "the admitted requests").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1298,76 +1079,31 @@ struct ChurnPorts {
 async fn churn_connection(i: usize, ports: Arc<ChurnPorts>, ca: Arc<TestCa>) {
     let (kind, round) = (i % CHURN_KINDS, i / CHURN_KINDS);
     match kind {
-        0 => {
-            let mut client = connect_from(A, ports.tcp).await;
-            assert_echoes(&mut client, "tcp").await;
-        }
-        1 => {
-            let mut client = connect_from(B, ports.tcp).await;
-            assert_closed_unanswered(&mut client, "tcp refused").await;
-        }
-        2 => {
-            let mut client = tls_from(A, ports.tls, "pass.test", client_config(&ca))
-                .await
-                .expect("passthrough handshake");
-            assert_echoes(&mut client, "passthrough").await;
-            tls_close(client).await;
-        }
+        0 => drop(admitted(A, ports.tcp, "tcp").await),
+        1 => refused(B, ports.tcp, b"", "tcp refused").await,
+        2 => tls_session(A, ports.tls, "pass.test", &ca, "passthrough").await,
         3 => assert_hello_denied(B, ports.tls, "pass.test", &ca).await,
-        4 => {
-            let mut client = tls_from(A, ports.tls, "term.test", client_config(&ca))
-                .await
-                .expect("terminating handshake");
-            assert_echoes(&mut client, "terminated").await;
-            tls_close(client).await;
-        }
+        4 => tls_session(A, ports.tls, "term.test", &ca, "terminated").await,
         5 => assert_hello_denied(B, ports.tls, "term.test", &ca).await,
-        6 => {
-            let mut client = h1_client_from(A, ports.http).await;
-            for _ in 0..2 {
-                assert_eq!(send(&mut client, "app.test", "/", &[]).await.status, 200);
-            }
-        }
-        7 => assert_eq!(refused_h1(B, ports.http, "app.test", "/").await.status, 403),
+        6 => assert_ok(&mut h1_client_from(A, ports.http).await, 2).await,
+        7 => drop(refused_h1(B, ports.http, "app.test", 403).await),
         8 => {
             // Admitted on one stream, refused on another, same connection.
             let mut client = h2_client_from(B, ports.http).await;
-            let port = ports.http;
-            let got = h2_send(&mut client, &format!("http://app.test:{port}/")).await;
-            assert_eq!(got.status, 403);
-            let got = h2_send(&mut client, &format!("http://open.test:{port}/")).await;
-            assert_eq!(got.status, 200);
+            assert_h2_status(&mut client, "app.test", ports.http, 403).await;
+            assert_h2_status(&mut client, "open.test", ports.http, 200).await;
         }
         9 => {
-            let stream = connect_from(A, ports.http).await;
-            let (mut ws, _) =
-                tokio_tungstenite::client_async(format!("ws://ws.test:{}/", ports.http), stream)
-                    .await
-                    .expect("upgrade");
-            ws.send(Message::text("x")).await.expect("send");
-            assert_eq!(
-                ws.next().await.expect("echo").expect("message"),
-                Message::text("x")
-            );
-            let _ = ws.close(None).await;
-            while let Some(Ok(_)) = ws.next().await {}
+            let mut ws = ws_from(A, ports.http, "upgrade").await;
+            ws_echo(&mut ws, "x").await;
+            let _ = ws_close(ws).await;
         }
-        10 => {
-            let stream = connect_from(B, ports.http).await;
-            let url = format!("ws://ws.test:{}/", ports.http);
-            match tokio_tungstenite::client_async(url, stream).await {
-                Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
-                other => panic!("expected a 403, got {:?}", other.map(|(_, r)| r.status())),
-            }
-        }
+        10 => assert_upgrade_refused(B, ports.http, 403).await,
         _ => {
             // Blocked globally, whichever port it tries.
             let port = [ports.tcp, ports.tls, ports.http][round % 3];
-            let mut client = connect_from(C, port).await;
-            let _ = client
-                .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
-                .await;
-            assert_closed_unanswered(&mut client, "globally blocked").await;
+            let request = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n";
+            refused(C, port, request, "globally blocked").await;
         }
     }
 }
@@ -1377,7 +1113,7 @@ async fn churn_of_admitted_and_refused_connections_on_every_path_leaves_nothing(
     let ca = Arc::new(TestCa::new("admission churn CA"));
     let (tcp_backend, _) = counting_echo_backend_tcp().await;
     let (pass_backend, _) = counting_tls_echo_backend(&ca.leaf(&["pass.test"])).await;
-    let (http_backend, _) = counting_echo_backend("app").await;
+    let (http_backend, _) = echo_http_backend("app").await;
     let (ws_backend, _) = counting_ws_backend().await;
     let leaf = ca.leaf(&["term.test"]);
     let ports = Arc::new(ChurnPorts {
@@ -1386,7 +1122,7 @@ async fn churn_of_admitted_and_refused_connections_on_every_path_leaves_nothing(
         http: free_port(),
     });
     let lists = json!({"ipBlockList": ["127.0.0.3"]});
-    let proxy = proxy_with(
+    let proxy = start_proxy(routes_config(
         vec![
             tcp_route("tcp", ports.tcp, tcp_backend, lists.clone()),
             passthrough_route("pass", ports.tls, "pass.test", pass_backend, lists.clone()),
@@ -1403,7 +1139,7 @@ async fn churn_of_admitted_and_refused_connections_on_every_path_leaves_nothing(
             http_route("open", ports.http, "open.test", http_backend, json!({})),
         ],
         json!({"ipBlockList": ["127.0.0.4"], "initialDataTimeout": "2s"}),
-    )
+    ))
     .await;
     const CONNECTIONS: usize = 50 * CHURN_KINDS;
     let pooled = || 2 * proxy.idle_backend_connections();

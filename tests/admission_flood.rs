@@ -127,6 +127,32 @@ struct Flood {
     peak_rss: u64,
 }
 
+impl Flood {
+    /// How the flood of `clients` went, for the test's output.
+    fn summary(&self, clients: usize, rss_before: u64) -> String {
+        format!(
+            "{clients} clients in {:.1} s ({:.0}/s), {} served; admission entries: max {} \
+             sampled; RSS before {:.1} MiB, peak {:.1} MiB",
+            self.took.as_secs_f64(),
+            clients as f64 / self.took.as_secs_f64(),
+            self.served,
+            self.max_entries,
+            mib(rss_before),
+            mib(self.peak_rss),
+        )
+    }
+
+    /// Every client got the whole answer and a clean end.
+    fn assert_no_failures(&self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} clients failed, e.g. {:?}",
+            self.failures.len(),
+            &self.failures[..self.failures.len().min(5)]
+        );
+    }
+}
+
 /// Runs `clients` clients from distinct sources starting at `first`, CONCURRENCY at a time,
 /// while sampling the proxy's admission entries and this process's RSS every 20 ms.
 async fn flood(proxy: &Arc<Proxy>, port: u16, first: Ipv4Addr, clients: usize) -> Flood {
@@ -227,23 +253,11 @@ async fn flood_of_distinct_sources() {
     let entries_at_end = proxy.admission_entries();
     let rss_at_end = rss_bytes();
     println!(
-        "flood: {CLIENTS} clients in {:.1} s ({:.0}/s), {} served; admission entries: max {} \
-         sampled, {entries_at_end} at the end; RSS before {:.1} MiB, peak {:.1} MiB, at the \
-         end {:.1} MiB",
-        seen.took.as_secs_f64(),
-        CLIENTS as f64 / seen.took.as_secs_f64(),
-        seen.served,
-        seen.max_entries,
-        mib(rss_before),
-        mib(seen.peak_rss),
+        "flood: {}; at the end: {entries_at_end} admission entries, RSS {:.1} MiB",
+        seen.summary(CLIENTS, rss_before),
         mib(rss_at_end),
     );
-    assert!(
-        seen.failures.is_empty(),
-        "{} clients failed, e.g. {:?}",
-        seen.failures.len(),
-        &seen.failures[..seen.failures.len().min(5)]
-    );
+    seen.assert_no_failures();
     assert_eq!(seen.served, CLIENTS, "every client was served");
     assert!(entries_at_end <= MAX_ENTRIES, "{entries_at_end} entries");
     // The table did fill up: more distinct clients than it holds went through it.
@@ -281,10 +295,7 @@ async fn flood_of_distinct_sources() {
     }
     let purged_after = flood_ended.elapsed();
     wait_no_live(&proxy).await;
-    eventually("open files back to their value before the flood", || {
-        open_fds() <= fds_before
-    })
-    .await;
+    wait_fds_back(fds_before, || 0).await;
     let rss_after = rss_bytes();
     // What the allocator keeps of the freed memory is not a leak: handing it back shows how
     // much is really still in use.
@@ -322,22 +333,8 @@ async fn per_ip_entries_only_while_connected() {
     let rss_before = rss_bytes();
 
     let seen = flood(&proxy, port, Ipv4Addr::new(127, 3, 0, 0), CLIENTS).await;
-    println!(
-        "per-IP only: {CLIENTS} clients in {:.1} s ({:.0}/s), {} served; admission entries: \
-         max {} sampled; RSS before {:.1} MiB, peak {:.1} MiB",
-        seen.took.as_secs_f64(),
-        CLIENTS as f64 / seen.took.as_secs_f64(),
-        seen.served,
-        seen.max_entries,
-        mib(rss_before),
-        mib(seen.peak_rss),
-    );
-    assert!(
-        seen.failures.is_empty(),
-        "{} clients failed, e.g. {:?}",
-        seen.failures.len(),
-        &seen.failures[..seen.failures.len().min(5)]
-    );
+    println!("per-IP only: {}", seen.summary(CLIENTS, rss_before));
+    seen.assert_no_failures();
     assert_eq!(seen.served, CLIENTS);
     assert_eq!(proxy.closed_with(CloseReason::Limit), 0);
     // An entry exists only while its client has a live connection: at most one per live
@@ -350,8 +347,5 @@ async fn per_ip_entries_only_while_connected() {
     wait_no_live(&proxy).await;
     // No purge involved (it runs every 10 s): the last connection took its entry with it.
     assert_eq!(proxy.admission_entries(), 0);
-    eventually("open files back to their value before the flood", || {
-        open_fds() <= fds_before
-    })
-    .await;
+    wait_fds_back(fds_before, || 0).await;
 }

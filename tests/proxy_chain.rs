@@ -10,12 +10,10 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::pp::connect_from;
 use common::*;
 use serde_json::json;
-use smartproxy::{CloseReason, Proxy};
+use smartproxy::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 /// Connections in the churn, run by WORKERS tasks one after another.
@@ -26,23 +24,6 @@ const PER_WORKER: usize = 12;
 const SOURCES: usize = 150;
 /// The inner proxy closes a connection that carried nothing for this long.
 const INACTIVITY: Duration = Duration::from_millis(1500);
-
-/// Writes `message` and reads as many bytes back.
-async fn echo_once(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
-    stream.write_all(message).await.expect("write");
-    let mut got = vec![0; message.len()];
-    timeout(PATIENCE, stream.read_exact(&mut got))
-        .await
-        .expect("echo in time")
-        .expect("echo");
-    got
-}
-
-/// Every connection has exactly one close reason.
-fn assert_reasons_add_up(proxy: &Proxy, which: &str) {
-    let counted: u64 = CloseReason::ALL.iter().map(|&r| proxy.closed_with(r)).sum();
-    assert_eq!(counted, proxy.total_connections(), "{which}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inner_proxy_limits_the_real_clients_and_the_chain_leaves_nothing_behind() {
@@ -73,20 +54,19 @@ async fn the_inner_proxy_limits_the_real_clients_and_the_chain_leaves_nothing_be
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut client = connect_from(seven, outer_port).await;
-        assert_eq!(echo_once(&mut client, b"held").await, b"held");
+        assert_eq!(echo_roundtrip(&mut client, b"held").await, b"held");
         held.push(client);
     }
     let mut third = connect_from(seven, outer_port).await;
-    let (got, ending) = read_to_end(&mut third).await;
-    assert_eq!((got.len(), ending), (0, Ending::Fin), "the third from .7");
+    assert_closed_unanswered(&mut third, "the third from .7").await;
     drop(third);
     wait_closed_with(&inner, CloseReason::Limit, 1).await;
     let mut other = connect_from(eight, outer_port).await;
-    assert_eq!(echo_once(&mut other, b"eight").await, b"eight");
+    assert_eq!(echo_roundtrip(&mut other, b"eight").await, b"eight");
     // The held ones are still up (within the inner's inactivity limit): the refusal was the
     // limit's, and the only one, and the outer proxy refused nothing.
     for client in &mut held {
-        assert_eq!(echo_once(client, b"still").await, b"still");
+        assert_eq!(echo_roundtrip(client, b"still").await, b"still");
     }
     assert_eq!(inner.closed_with(CloseReason::Limit), 1);
     assert_eq!(outer.closed_with(CloseReason::Limit), 0);
@@ -119,10 +99,7 @@ async fn the_inner_proxy_limits_the_real_clients_and_the_chain_leaves_nothing_be
 
     wait_no_live(&outer).await;
     wait_no_live(&inner).await;
-    eventually("open files back to their start value", || {
-        open_fds() <= fds_at_start
-    })
-    .await;
+    wait_fds_back(fds_at_start, || 0).await;
     let churned = (WORKERS * PER_WORKER) as u64;
     assert_eq!(outer.total_connections(), churned + 4);
     // Each connection to the outer proxy was one to the inner proxy.
@@ -158,10 +135,7 @@ async fn one_connection(kind: usize, source: Ipv4Addr, port: u16) {
             drop(client);
         }
         // Says nothing until the inner proxy closes it for inactivity.
-        3 => {
-            let (got, ending) = read_to_end(&mut client).await;
-            assert_eq!((got.len(), ending), (0, Ending::Fin), "an idle connection");
-        }
+        3 => assert_closed_unanswered(&mut client, "an idle connection").await,
         // A larger echo, written and read at once.
         9 => {
             let big = pattern(300_000);

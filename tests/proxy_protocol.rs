@@ -10,19 +10,20 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::http::*;
 use common::pp::*;
-use common::tls::{TestCa, client_config, client_hello};
+use common::tls::{TestCa, client_config, client_hello, routes_config};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use smartproxy::CloseReason;
 use smartproxy::config::ProxyProtocolVersion::{V1, V2};
 use smartproxy::proxy_protocol::{Addresses, encode, encode_local};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use smartproxy::{CloseReason, Proxy};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message;
@@ -31,17 +32,11 @@ use tokio_tungstenite::tungstenite::Message;
 const UNTRUSTED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const UNTRUSTED_TOO: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 
-/// A loopback config that trusts 127.0.0.1 to send PROXY headers, merged with `globals`.
-fn pp_config(routes: Vec<Value>, globals: Value) -> Value {
-    let mut config = json!({
-        "bindAddress": "127.0.0.1",
-        "proxyProtocol": {"accept": ["127.0.0.1"]},
-        "routes": routes,
-    });
-    if let (Some(base), Value::Object(extra)) = (config.as_object_mut(), globals) {
-        base.extend(extra);
-    }
-    config
+/// A proxy on loopback that trusts 127.0.0.1 to send PROXY headers, with `routes`, merged
+/// with `globals`.
+async fn start_pp(routes: Vec<Value>, globals: Value) -> Proxy {
+    let trusting = json!({"proxyProtocol": {"accept": ["127.0.0.1"]}});
+    start_proxy(routes_config(routes, merged(trusting, globals))).await
 }
 
 /// A forward route on `port` to one target; no domains, so its port connects at once.
@@ -83,51 +78,177 @@ fn addresses(source: &str, destination: &str) -> Addresses {
     }
 }
 
-/// Writes `message` and reads as many bytes back.
-async fn echo_once(stream: &mut TcpStream, message: &[u8]) -> Vec<u8> {
-    stream.write_all(message).await.expect("write");
-    let mut got = vec![0; message.len()];
-    timeout(PATIENCE, stream.read_exact(&mut got))
-        .await
-        .expect("echo in time")
-        .expect("echo");
-    got
-}
-
-/// The reply to `ping` after `header` from 127.0.0.1, as text.
-async fn reply_after(port: u16, header: &[u8]) -> (String, Ending) {
-    let mut client = connect_with_header(port, header).await;
-    let (got, ending) = send_and_finish(&mut client, b"ping").await;
-    (String::from_utf8_lossy(&got).into_owned(), ending)
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A proxy with a port of each kind: `tcp` connects at once (to `tcp_backend`), `http` reads
+/// the request head (app.test, to `http_backend`) and `sni` reads the ClientHello (pp.test,
+/// passed through to `tls_backend`).
+struct Ports {
+    proxy: Proxy,
+    tcp: u16,
+    http: u16,
+    sni: u16,
+    tcp_backend: Recorder,
+    http_backend: Arc<EchoState>,
+    tls_backend: Recorder,
+}
+
+impl Ports {
+    async fn start(globals: Value) -> Ports {
+        let tcp_backend = Recorder::start().await;
+        let tls_backend = Recorder::start().await;
+        let (http_target, http_backend) = counting_echo_backend("app").await;
+        let (tcp, http, sni) = (free_port(), free_port(), free_port());
+        let routes = vec![
+            route("tcp", tcp, target(tcp_backend.port)),
+            http_route("app", http, target(http_target)),
+            sni_route("tls", sni, target(tls_backend.port)),
+        ];
+        Ports {
+            proxy: start_pp(routes, globals).await,
+            tcp,
+            http,
+            sni,
+            tcp_backend,
+            http_backend,
+            tls_backend,
+        }
+    }
+
+    /// Checks that no backend saw a connection, then waits until none is live.
+    async fn assert_no_backend_reached(&self) {
+        let tcp = self.tcp_backend.accepts();
+        assert_eq!(tcp, 0, "the TCP backend saw a connection");
+        let http = self.http_backend.accepts();
+        assert_eq!(http, 0, "the HTTP backend saw a connection");
+        let tls = self.tls_backend.accepts();
+        assert_eq!(tls, 0, "the TLS backend saw a connection");
+        wait_no_live(&self.proxy).await;
+    }
+}
+
+/// A proxy with routes on a TCP port by client address, each to a backend that answers with
+/// its tag first: one per `(tag, clientIp)`, then `other:` for every other client; and an
+/// HTTP port for app.test. Returns the proxy, the TCP port and the HTTP port.
+async fn tagged_proxy(by_client: &[(&'static str, &str)]) -> (Proxy, u16, u16) {
+    let (tcp_port, http_port) = (free_port(), free_port());
+    let mut routes = Vec::new();
+    for &(tag, client_ip) in by_client {
+        let backend = route(
+            tag.trim_end_matches(':'),
+            tcp_port,
+            target(tag_echo_backend(tag).await),
+        );
+        routes.push(matching(backend, "clientIp", json!(client_ip)));
+    }
+    routes.push(route(
+        "other",
+        tcp_port,
+        target(tag_echo_backend("other:").await),
+    ));
+    let (http_backend, _) = echo_http_backend("app").await;
+    routes.push(http_route("app", http_port, target(http_backend)));
+    (start_pp(routes, json!({})).await, tcp_port, http_port)
+}
+
+/// A proxy with one route per header version, each on a port of its own and made by
+/// `shape(name, port, target)`, to the one of `targets` that is sent that version. Returns the
+/// proxy and the ports, v1's first.
+async fn per_version(
+    targets: [u16; 2],
+    shape: impl Fn(&str, u16, Value) -> Value,
+) -> (Proxy, [u16; 2]) {
+    let ports = [free_port(), free_port()];
+    let routes = [("v1", ports[0], targets[0]), ("v2", ports[1], targets[1])]
+        .into_iter()
+        .map(|(version, port, backend)| shape(version, port, sending(backend, version)))
+        .collect();
+    (start_pp(routes, json!({})).await, ports)
+}
+
+/// A connection from `source` that sends no header, and its socket address.
+async fn direct(source: Ipv4Addr, port: u16) -> (TcpStream, SocketAddr) {
+    let stream = connect_from(source, port).await;
+    let address = stream.local_addr().expect("addr");
+    (stream, address)
+}
+
+/// The reply to `ping` (then FIN) on `client`, as text, and how the proxy ended it.
+async fn ping(mut client: TcpStream) -> (String, Ending) {
+    let (got, ending) = send_and_finish(&mut client, b"ping").await;
+    (text(&got), ending)
+}
+
+/// The reply to `ping` after `header` from 127.0.0.1, as text.
+async fn reply_after(port: u16, header: &[u8]) -> (String, Ending) {
+    ping(connect_with_header(port, header).await).await
+}
+
+/// The X-Forwarded-For an HTTP backend is sent for one `GET /` of app.test over `stream`.
+async fn forwarded_for(stream: TcpStream) -> Value {
+    let mut client = h1_over(stream).await;
+    let got = send(&mut client, "app.test", "/", &[]).await;
+    got.json()["headers"]["x-forwarded-for"].clone()
+}
+
+/// Writes `bytes` and FIN on `client`, checks that the proxy ends it with a FIN too, and
+/// returns all that `backend` received on that connection.
+async fn relayed(mut client: TcpStream, bytes: &[u8], backend: &mut Recorder) -> Vec<u8> {
+    let (_, ending) = send_and_finish(&mut client, bytes).await;
+    assert_eq!(ending, Ending::Fin);
+    backend.next().await
+}
+
+/// Sends `bytes` on `client` and checks that `backend` got a PROXY header naming `expected`,
+/// then exactly `bytes`. Returns the header.
+async fn assert_sent_header(
+    client: TcpStream,
+    bytes: &[u8],
+    backend: &mut Recorder,
+    expected: Addresses,
+) -> Vec<u8> {
+    let got = relayed(client, bytes, backend).await;
+    let (sent, header, rest) = split_header(&got);
+    assert_eq!(sent, Some(expected));
+    assert!(
+        rest == bytes,
+        "{} bytes arrived after the header, not the {} sent: {}",
+        rest.len(),
+        bytes.len(),
+        rest[..rest.len().min(120)].escape_ascii()
+    );
+    header.to_vec()
+}
+
+/// Sends each case's bytes from `source` to its port and checks that the proxy closes the
+/// connection with a FIN and not a byte, each counted under `reason`. Returns how long each
+/// connection took to be closed.
+async fn assert_each_closed(
+    proxy: &Proxy,
+    source: Ipv4Addr,
+    reason: CloseReason,
+    cases: &[(&str, u16, Vec<u8>)],
+) -> Vec<Duration> {
+    let mut took = Vec::new();
+    for (i, (what, port, bytes)) in cases.iter().enumerate() {
+        let start = Instant::now();
+        let mut client = connect_from(source, *port).await;
+        client.write_all(bytes).await.expect("write");
+        assert_closed_unanswered(&mut client, what).await;
+        drop(client);
+        took.push(start.elapsed());
+        wait_closed_with(proxy, reason, i as u64 + 1).await;
+    }
+    assert_eq!(proxy.closed_with(reason), cases.len() as u64);
+    took
+}
+
 #[tokio::test]
 async fn a_headers_source_is_the_client_tcp_routes_match() {
-    let proxied = tag_echo_backend("proxied:").await;
-    let six = tag_echo_backend("six:").await;
-    let other = tag_echo_backend("other:").await;
-    let port = free_port();
-    let proxy = start_proxy(pp_config(
-        vec![
-            matching(
-                route("proxied", port, target(proxied)),
-                "clientIp",
-                json!("10.9.8.7"),
-            ),
-            matching(
-                route("six", port, target(six)),
-                "clientIp",
-                json!("2001:db8::/32"),
-            ),
-            route("other", port, target(other)),
-        ],
-        json!({}),
-    ))
-    .await;
+    let routes = [("proxied:", "10.9.8.7"), ("six:", "2001:db8::/32")];
+    let (proxy, port, _) = tagged_proxy(&routes).await;
     let here = format!("127.0.0.1:{port}");
     // PP2_TYPE_AUTHORITY "app.test" and a PP2_TYPE_NOOP: TLVs are ignored.
     let tlvs = [
@@ -188,13 +309,8 @@ async fn a_headers_source_is_the_client_tcp_routes_match() {
         assert_eq!(got, (format!("{tag}ping"), Ending::Fin), "{what}");
     }
     // A client without a header (from a peer that may not send one) is its socket's address.
-    let mut direct = connect_from(UNTRUSTED, port).await;
-    let (got, ending) = send_and_finish(&mut direct, b"ping").await;
-    assert_eq!(
-        (text(&got), ending),
-        ("other:ping".to_string(), Ending::Fin)
-    );
-    drop(direct);
+    let got = ping(connect_from(UNTRUSTED, port).await).await;
+    assert_eq!(got, ("other:ping".to_string(), Ending::Fin));
     wait_no_live(&proxy).await;
 }
 
@@ -202,11 +318,7 @@ async fn a_headers_source_is_the_client_tcp_routes_match() {
 async fn a_headers_source_is_the_client_an_http_backend_is_told_of() {
     let (backend, requests) = echo_http_backend("app").await;
     let port = free_port();
-    let proxy = start_proxy(pp_config(
-        vec![http_route("app", port, target(backend))],
-        json!({}),
-    ))
-    .await;
+    let proxy = start_pp(vec![http_route("app", port, target(backend))], json!({})).await;
     let here = format!("127.0.0.1:{port}");
     let cases: Vec<(&str, Vec<u8>, Option<&str>, &str)> = vec![
         (
@@ -270,33 +382,32 @@ async fn a_headers_source_is_the_client_an_http_backend_is_told_of() {
 async fn per_ip_limits_count_the_client_a_header_names() {
     let echo = echo_backend().await;
     let port = free_port();
-    let proxy = start_proxy(pp_config(
+    let proxy = start_pp(
         vec![route("echo", port, target(echo))],
         json!({"maxConnectionsPerIP": 1}),
-    ))
+    )
     .await;
     let here = format!("127.0.0.1:{port}");
     let mut first = connect_with_header(port, &encode(V2, addresses("10.9.8.7:1001", &here))).await;
-    assert_eq!(echo_once(&mut first, b"first").await, b"first");
+    assert_eq!(echo_roundtrip(&mut first, b"first").await, b"first");
     // The same client again, through the same peer: over its limit.
     let line = format!("PROXY TCP4 10.9.8.7 127.0.0.1 1002 {port}\r\n");
     let mut second = connect_with_header(port, line.as_bytes()).await;
-    let (got, ending) = read_to_end(&mut second).await;
+    assert_closed_unanswered(&mut second, "the same client again").await;
     drop(second);
-    assert_eq!((text(&got), ending), (String::new(), Ending::Fin));
     wait_closed_with(&proxy, CloseReason::Limit, 1).await;
     // Another client through the same peer (whose socket address is the same) still gets in.
     let mut third = connect_with_header(port, &v2_tcp4(v4("10.9.8.8:1003"), v4(&here))).await;
-    assert_eq!(echo_once(&mut third, b"third").await, b"third");
+    assert_eq!(echo_roundtrip(&mut third, b"third").await, b"third");
     // The first is still up and the refusal was the only one.
-    assert_eq!(echo_once(&mut first, b"again").await, b"again");
+    assert_eq!(echo_roundtrip(&mut first, b"again").await, b"again");
     assert_eq!(proxy.closed_with(CloseReason::Limit), 1);
     drop((first, third));
     wait_no_live(&proxy).await;
     // Once its connection has gone, the client may come back.
     let mut fourth =
         connect_with_header(port, &encode(V1, addresses("10.9.8.7:1004", &here))).await;
-    assert_eq!(echo_once(&mut fourth, b"fourth").await, b"fourth");
+    assert_eq!(echo_roundtrip(&mut fourth, b"fourth").await, b"fourth");
     assert_eq!(proxy.closed_with(CloseReason::Limit), 1);
     drop(fourth);
     wait_no_live(&proxy).await;
@@ -304,39 +415,29 @@ async fn per_ip_limits_count_the_client_a_header_names() {
 
 #[tokio::test]
 async fn a_header_from_an_untrusted_peer_is_blocked_where_the_proxy_reads_first() {
-    let (http_backend, http_state) = counting_echo_backend("app").await;
-    let tls_backend = Recorder::start().await;
-    let (http_port, sni_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            http_route("app", http_port, target(http_backend)),
-            sni_route("tls", sni_port, target(tls_backend.port)),
-        ],
-        json!({}),
-    ))
-    .await;
+    let ports = Ports::start(json!({})).await;
     let hello = client_hello(Some("pp.test"), client_config(&TestCa::new("pp CA")));
     let request = b"GET / HTTP/1.1\r\nhost: app.test\r\n\r\n".to_vec();
-    let to_http = format!("127.0.0.1:{http_port}");
-    let to_sni = format!("127.0.0.1:{sni_port}");
+    let to_http = format!("127.0.0.1:{}", ports.http);
+    let to_sni = format!("127.0.0.1:{}", ports.sni);
     let cases = [
         (
             "v1 as text, HTTP port",
-            http_port,
+            ports.http,
             [
-                format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 {http_port}\r\n").into_bytes(),
+                format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 {}\r\n", ports.http).into_bytes(),
                 request.clone(),
             ]
             .concat(),
         ),
         (
             "v2 as bytes, HTTP port",
-            http_port,
+            ports.http,
             [v2_tcp4(v4("10.9.8.7:4242"), v4(&to_http)), request.clone()].concat(),
         ),
         (
             "v1 encoded, SNI port",
-            sni_port,
+            ports.sni,
             [
                 encode(V1, addresses("10.9.8.7:4242", &to_sni)),
                 hello.clone(),
@@ -345,43 +446,23 @@ async fn a_header_from_an_untrusted_peer_is_blocked_where_the_proxy_reads_first(
         ),
         (
             "v2 as bytes, SNI port",
-            sni_port,
+            ports.sni,
             [v2_tcp4(v4("10.9.8.7:4242"), v4(&to_sni)), hello.clone()].concat(),
         ),
     ];
-    for (i, (what, port, bytes)) in cases.into_iter().enumerate() {
-        let mut client = connect_from(UNTRUSTED, port).await;
-        client.write_all(&bytes).await.expect("write");
-        let (got, ending) = read_to_end(&mut client).await;
-        drop(client);
-        assert_eq!((text(&got), ending), (String::new(), Ending::Fin), "{what}");
-        wait_closed_with(&proxy, CloseReason::Blocked, i as u64 + 1).await;
-    }
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 4);
-    assert_eq!(http_state.accepts(), 0, "the HTTP backend saw a connection");
-    assert_eq!(tls_backend.accepts(), 0, "the TLS backend saw a connection");
-    wait_no_live(&proxy).await;
+    assert_each_closed(&ports.proxy, UNTRUSTED, CloseReason::Blocked, &cases).await;
+    ports.assert_no_backend_reached().await;
 }
 
 #[tokio::test]
 async fn a_header_from_an_untrusted_peer_is_blocked_also_when_it_arrives_in_pieces() {
-    let (http_backend, http_state) = counting_echo_backend("app").await;
-    let tls_backend = Recorder::start().await;
-    let (http_port, sni_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            http_route("app", http_port, target(http_backend)),
-            sni_route("tls", sni_port, target(tls_backend.port)),
-        ],
-        json!({}),
-    ))
-    .await;
+    let ports = Ports::start(json!({})).await;
     let headers = [
         b"PROXY TCP4 10.9.8.7 127.0.0.1 4242 80\r\n".to_vec(),
         v2_tcp4(v4("10.9.8.7:4242"), v4("127.0.0.1:80")),
     ];
     let mut blocked = 0;
-    for port in [http_port, sni_port] {
+    for port in [ports.http, ports.sni] {
         for header in &headers {
             let mut client = connect_from(UNTRUSTED, port).await;
             write_byte_by_byte(&mut client, header).await;
@@ -393,30 +474,22 @@ async fn a_header_from_an_untrusted_peer_is_blocked_also_when_it_arrives_in_piec
             drop(client);
             assert_eq!(text(&got), "", "{}", header.escape_ascii());
             blocked += 1;
-            wait_closed_with(&proxy, CloseReason::Blocked, blocked).await;
+            wait_closed_with(&ports.proxy, CloseReason::Blocked, blocked).await;
         }
     }
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 4);
-    assert_eq!(proxy.closed_with(CloseReason::NotTls), 0);
-    assert_eq!(http_state.accepts(), 0, "the HTTP backend saw a connection");
-    assert_eq!(tls_backend.accepts(), 0, "the TLS backend saw a connection");
-    wait_no_live(&proxy).await;
+    assert_eq!(ports.proxy.closed_with(CloseReason::Blocked), 4);
+    assert_eq!(ports.proxy.closed_with(CloseReason::NotTls), 0);
+    ports.assert_no_backend_reached().await;
 }
 
 #[tokio::test]
 async fn an_untrusted_peers_header_passes_untouched_where_the_proxy_connects_at_once() {
-    let mut recorder = Recorder::start().await;
-    let port = free_port();
-    let proxy = start_proxy(pp_config(
-        vec![route("tcp", port, target(recorder.port))],
-        json!({}),
-    ))
-    .await;
-    let here = format!("127.0.0.1:{port}");
+    let mut ports = Ports::start(json!({})).await;
+    let here = format!("127.0.0.1:{}", ports.tcp);
     let cases = [
         (
             "v1 as text",
-            format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 {port}\r\nhello").into_bytes(),
+            format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 {}\r\nhello", ports.tcp).into_bytes(),
         ),
         (
             "v2 as bytes",
@@ -424,140 +497,86 @@ async fn an_untrusted_peers_header_passes_untouched_where_the_proxy_connects_at_
         ),
     ];
     for (what, bytes) in cases {
-        let mut client = connect_from(UNTRUSTED, port).await;
-        let (_, ending) = send_and_finish(&mut client, &bytes).await;
-        assert_eq!(ending, Ending::Fin, "{what}");
-        assert_eq!(recorder.next().await, bytes, "{what}");
+        let client = connect_from(UNTRUSTED, ports.tcp).await;
+        let got = relayed(client, &bytes, &mut ports.tcp_backend).await;
+        assert_eq!(got, bytes, "{what}");
     }
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 0);
-    wait_no_live(&proxy).await;
+    assert_eq!(ports.proxy.closed_with(CloseReason::Blocked), 0);
+    wait_no_live(&ports.proxy).await;
 }
 
 #[tokio::test]
 async fn a_trusted_peer_without_a_header_is_refused_while_required() {
-    let recorder = Recorder::start().await;
-    let (http_backend, http_state) = counting_echo_backend("app").await;
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            route("tcp", tcp_port, target(recorder.port)),
-            http_route("app", http_port, target(http_backend)),
-        ],
-        json!({}),
-    ))
-    .await;
-    let cases: [(&str, u16, &[u8]); 2] = [
-        ("TCP port", tcp_port, b"hello, no header\r\n"),
+    let ports = Ports::start(json!({})).await;
+    let cases = [
+        ("TCP port", ports.tcp, b"hello, no header\r\n".to_vec()),
         (
             "HTTP port",
-            http_port,
-            b"GET / HTTP/1.1\r\nhost: app.test\r\n\r\n",
+            ports.http,
+            b"GET / HTTP/1.1\r\nhost: app.test\r\n\r\n".to_vec(),
         ),
     ];
-    for (i, (what, port, bytes)) in cases.into_iter().enumerate() {
-        let mut client = connect_from(Ipv4Addr::LOCALHOST, port).await;
-        client.write_all(bytes).await.expect("write");
-        let (got, ending) = read_to_end(&mut client).await;
-        drop(client);
-        assert_eq!((text(&got), ending), (String::new(), Ending::Fin), "{what}");
-        wait_closed_with(&proxy, CloseReason::Blocked, i as u64 + 1).await;
-    }
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 2);
-    assert_eq!(recorder.accepts(), 0);
-    assert_eq!(http_state.accepts(), 0);
-    wait_no_live(&proxy).await;
+    let localhost = Ipv4Addr::LOCALHOST;
+    assert_each_closed(&ports.proxy, localhost, CloseReason::Blocked, &cases).await;
+    ports.assert_no_backend_reached().await;
 }
 
 #[tokio::test]
 async fn with_required_false_a_trusted_peer_may_leave_the_header_out() {
-    let mut recorder = Recorder::start().await;
-    let (http_backend, _) = echo_http_backend("app").await;
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            route("tcp", tcp_port, target(recorder.port)),
-            http_route("app", http_port, target(http_backend)),
-        ],
-        json!({"proxyProtocol": {"accept": "127.0.0.1", "required": false}}),
-    ))
-    .await;
+    let optional = json!({"proxyProtocol": {"accept": "127.0.0.1", "required": false}});
+    let mut ports = Ports::start(optional).await;
     let payload = pattern(20_000);
-    let mut client = connect_from(Ipv4Addr::LOCALHOST, tcp_port).await;
-    let (_, ending) = send_and_finish(&mut client, &payload).await;
-    assert_eq!(ending, Ending::Fin);
+    let client = connect_from(Ipv4Addr::LOCALHOST, ports.tcp).await;
     assert!(
-        recorder.next().await == payload,
+        relayed(client, &payload, &mut ports.tcp_backend).await == payload,
         "the bytes arrived changed"
     );
     // A header is still read when there is one.
-    let here = format!("127.0.0.1:{tcp_port}");
-    let mut client = connect_with_header(tcp_port, &v2_tcp4(v4("10.9.8.7:4242"), v4(&here))).await;
-    let (_, ending) = send_and_finish(&mut client, b"after a header").await;
-    assert_eq!(ending, Ending::Fin);
-    assert_eq!(text(&recorder.next().await), "after a header");
+    let here = format!("127.0.0.1:{}", ports.tcp);
+    let client = connect_with_header(ports.tcp, &v2_tcp4(v4("10.9.8.7:4242"), v4(&here))).await;
+    let got = relayed(client, b"after a header", &mut ports.tcp_backend).await;
+    assert_eq!(text(&got), "after a header");
     // On HTTP, the client is then the peer itself.
-    let mut http = h1_client_from(Ipv4Addr::LOCALHOST, http_port).await;
-    let got = send(&mut http, "app.test", "/", &[]).await;
-    assert_eq!(got.json()["headers"]["x-forwarded-for"], "127.0.0.1");
-    assert_eq!(proxy.closed_with(CloseReason::Blocked), 0);
-    drop(http);
-    wait_no_live(&proxy).await;
+    let http = connect_from(Ipv4Addr::LOCALHOST, ports.http).await;
+    assert_eq!(forwarded_for(http).await, "127.0.0.1");
+    assert_eq!(ports.proxy.closed_with(CloseReason::Blocked), 0);
+    wait_no_live(&ports.proxy).await;
 }
 
 #[tokio::test]
 async fn a_silent_trusted_peer_is_closed_after_initial_data_timeout() {
-    let recorder = Recorder::start().await;
-    let (http_backend, http_state) = counting_echo_backend("app").await;
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            route("tcp", tcp_port, target(recorder.port)),
-            http_route("app", http_port, target(http_backend)),
-        ],
-        json!({"initialDataTimeout": "300ms"}),
-    ))
-    .await;
+    let ports = Ports::start(json!({"initialDataTimeout": "300ms"})).await;
     let limit = Duration::from_millis(300);
     let half_v2 = v2_tcp4(v4("10.9.8.7:4242"), v4("127.0.0.1:80"));
-    let cases: [(&str, u16, &[u8]); 4] = [
-        ("nothing, TCP port", tcp_port, b""),
-        ("half a v1 header, TCP port", tcp_port, b"PROXY TCP4 10.9"),
-        ("nothing, HTTP port", http_port, b""),
-        ("half a v2 header, HTTP port", http_port, &half_v2[..20]),
+    let cases = [
+        ("nothing, TCP port", ports.tcp, Vec::new()),
+        (
+            "half a v1 header, TCP port",
+            ports.tcp,
+            b"PROXY TCP4 10.9".to_vec(),
+        ),
+        ("nothing, HTTP port", ports.http, Vec::new()),
+        (
+            "half a v2 header, HTTP port",
+            ports.http,
+            half_v2[..20].to_vec(),
+        ),
     ];
-    for (i, (what, port, bytes)) in cases.into_iter().enumerate() {
-        let start = Instant::now();
-        let mut client = connect_from(Ipv4Addr::LOCALHOST, port).await;
-        client.write_all(bytes).await.expect("write");
-        let (got, ending) = read_to_end(&mut client).await;
-        drop(client);
-        let took = start.elapsed();
-        assert_eq!((text(&got), ending), (String::new(), Ending::Fin), "{what}");
+    let reason = CloseReason::InitialDataTimeout;
+    let took = assert_each_closed(&ports.proxy, Ipv4Addr::LOCALHOST, reason, &cases).await;
+    for ((what, ..), took) in cases.iter().zip(took) {
         assert!(
             took >= limit && took < limit + Duration::from_secs(2),
             "{what}: closed after {took:?}"
         );
-        wait_closed_with(&proxy, CloseReason::InitialDataTimeout, i as u64 + 1).await;
     }
-    assert_eq!(proxy.closed_with(CloseReason::InitialDataTimeout), 4);
-    assert_eq!(recorder.accepts(), 0);
-    assert_eq!(http_state.accepts(), 0);
-    wait_no_live(&proxy).await;
+    ports.assert_no_backend_reached().await;
 }
 
 #[tokio::test]
 async fn a_malformed_header_is_a_bad_request() {
-    let recorder = Recorder::start().await;
-    let (http_backend, http_state) = counting_echo_backend("app").await;
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            route("tcp", tcp_port, target(recorder.port)),
-            http_route("app", http_port, target(http_backend)),
-        ],
-        json!({}),
-    ))
-    .await;
+    let ports = Ports::start(json!({})).await;
+    let tcp_port = ports.tcp;
     let good_v2 = v2_tcp4(v4("10.9.8.7:4242"), v4("127.0.0.1:80"));
     let with = |at: usize, byte: u8| {
         let mut header = good_v2.clone();
@@ -598,43 +617,18 @@ async fn a_malformed_header_is_a_bad_request() {
         ("v2 addresses too short", tcp_port, short_addresses),
         (
             "v1 IPv6 address in TCP4, HTTP port",
-            http_port,
+            ports.http,
             b"PROXY TCP4 2001:db8::7 127.0.0.1 4242 80\r\nGET / HTTP/1.1\r\n\r\n".to_vec(),
         ),
     ];
-    for (i, (what, port, bytes)) in cases.into_iter().enumerate() {
-        let mut client = connect_from(Ipv4Addr::LOCALHOST, port).await;
-        client.write_all(&bytes).await.expect("write");
-        let (got, ending) = read_to_end(&mut client).await;
-        drop(client);
-        assert_eq!((text(&got), ending), (String::new(), Ending::Fin), "{what}");
-        wait_closed_with(&proxy, CloseReason::BadRequest, i as u64 + 1).await;
-    }
-    assert_eq!(proxy.closed_with(CloseReason::BadRequest), 9);
-    assert_eq!(recorder.accepts(), 0);
-    assert_eq!(http_state.accepts(), 0);
-    wait_no_live(&proxy).await;
+    let reason = CloseReason::BadRequest;
+    assert_each_closed(&ports.proxy, Ipv4Addr::LOCALHOST, reason, &cases).await;
+    ports.assert_no_backend_reached().await;
 }
 
 #[tokio::test]
 async fn a_header_split_byte_by_byte_is_still_read() {
-    let proxied = tag_echo_backend("proxied:").await;
-    let other = tag_echo_backend("other:").await;
-    let (http_backend, _) = echo_http_backend("app").await;
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            matching(
-                route("proxied", tcp_port, target(proxied)),
-                "clientIp",
-                json!("10.9.8.7"),
-            ),
-            route("other", tcp_port, target(other)),
-            http_route("app", http_port, target(http_backend)),
-        ],
-        json!({}),
-    ))
-    .await;
+    let (proxy, tcp_port, http_port) = tagged_proxy(&[("proxied:", "10.9.8.7")]).await;
     let here = format!("127.0.0.1:{tcp_port}");
     let headers = [
         format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 {tcp_port}\r\n").into_bytes(),
@@ -643,9 +637,8 @@ async fn a_header_split_byte_by_byte_is_still_read() {
     for header in headers {
         let mut client = connect_from(Ipv4Addr::LOCALHOST, tcp_port).await;
         write_byte_by_byte(&mut client, &header).await;
-        let (got, ending) = send_and_finish(&mut client, b"ping").await;
         assert_eq!(
-            (text(&got), ending),
+            ping(client).await,
             ("proxied:ping".to_string(), Ending::Fin),
             "{}",
             text(&header)
@@ -657,42 +650,26 @@ async fn a_header_split_byte_by_byte_is_still_read() {
         addresses("10.9.8.7:4244", &format!("127.0.0.1:{http_port}")),
     );
     write_byte_by_byte(&mut client, &header).await;
-    let mut http = h1_over(client).await;
-    let got = send(&mut http, "app.test", "/", &[]).await;
-    assert_eq!(got.json()["headers"]["x-forwarded-for"], "10.9.8.7");
-    drop(http);
+    assert_eq!(forwarded_for(client).await, "10.9.8.7");
     wait_no_live(&proxy).await;
 }
 
 #[tokio::test]
 async fn bytes_right_behind_the_header_in_the_same_write_reach_the_backend() {
-    let mut tcp_backend = Recorder::start().await;
-    let mut tls_backend = Recorder::start().await;
-    let (http_backend, _) = echo_http_backend("app").await;
-    let (tcp_port, http_port, sni_port) = (free_port(), free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            route("tcp", tcp_port, target(tcp_backend.port)),
-            http_route("app", http_port, target(http_backend)),
-            sni_route("tls", sni_port, target(tls_backend.port)),
-        ],
-        json!({}),
-    ))
-    .await;
+    let mut ports = Ports::start(json!({})).await;
     // TCP: a large payload in the header's write.
     let payload = pattern(100_000);
     let headers = [
-        format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 {tcp_port}\r\n").into_bytes(),
+        format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 {}\r\n", ports.tcp).into_bytes(),
         encode(
             V2,
-            addresses("10.9.8.7:4242", &format!("127.0.0.1:{tcp_port}")),
+            addresses("10.9.8.7:4242", &format!("127.0.0.1:{}", ports.tcp)),
         ),
     ];
     for header in headers {
-        let mut client = connect_from(Ipv4Addr::LOCALHOST, tcp_port).await;
-        let (_, ending) = send_and_finish(&mut client, &[header, payload.clone()].concat()).await;
-        assert_eq!(ending, Ending::Fin);
-        let got = tcp_backend.next().await;
+        let client = connect_from(Ipv4Addr::LOCALHOST, ports.tcp).await;
+        let bytes = [header, payload.clone()].concat();
+        let got = relayed(client, &bytes, &mut ports.tcp_backend).await;
         assert!(
             got == payload,
             "{} bytes arrived, not the payload",
@@ -700,8 +677,11 @@ async fn bytes_right_behind_the_header_in_the_same_write_reach_the_backend() {
         );
     }
     // HTTP: the whole request in the header's write.
-    let mut client = connect_from(Ipv4Addr::LOCALHOST, http_port).await;
-    let header = v2_tcp4(v4("10.9.8.7:4242"), v4(&format!("127.0.0.1:{http_port}")));
+    let mut client = connect_from(Ipv4Addr::LOCALHOST, ports.http).await;
+    let header = v2_tcp4(
+        v4("10.9.8.7:4242"),
+        v4(&format!("127.0.0.1:{}", ports.http)),
+    );
     let request = b"GET /same-write HTTP/1.1\r\nhost: app.test\r\nconnection: close\r\n\r\n";
     client
         .write_all(&[&header[..], request].concat())
@@ -715,36 +695,19 @@ async fn bytes_right_behind_the_header_in_the_same_write_reach_the_backend() {
     assert_eq!(seen["headers"]["x-forwarded-for"], "10.9.8.7");
     // Passthrough: the ClientHello in the header's write reaches the backend exactly.
     let hello = client_hello(Some("pp.test"), client_config(&TestCa::new("pp CA")));
-    let header = format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 {sni_port}\r\n");
-    let mut client = connect_from(Ipv4Addr::LOCALHOST, sni_port).await;
-    let (_, ending) = send_and_finish(&mut client, &[header.as_bytes(), &hello].concat()).await;
-    assert_eq!(ending, Ending::Fin);
+    let header = format!("PROXY TCP4 10.9.8.7 127.0.0.1 4242 {}\r\n", ports.sni);
+    let client = connect_from(Ipv4Addr::LOCALHOST, ports.sni).await;
+    let bytes = [header.as_bytes(), &hello].concat();
     assert!(
-        tls_backend.next().await == hello,
+        relayed(client, &bytes, &mut ports.tls_backend).await == hello,
         "the ClientHello arrived changed"
     );
-    wait_no_live(&proxy).await;
+    wait_no_live(&ports.proxy).await;
 }
 
 #[tokio::test]
 async fn v2_local_and_v1_unknown_leave_the_socket_address_in_use() {
-    let socket = tag_echo_backend("socket:").await;
-    let other = tag_echo_backend("other:").await;
-    let (http_backend, _) = echo_http_backend("app").await;
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            matching(
-                route("socket", tcp_port, target(socket)),
-                "clientIp",
-                json!("127.0.0.1"),
-            ),
-            route("other", tcp_port, target(other)),
-            http_route("app", http_port, target(http_backend)),
-        ],
-        json!({}),
-    ))
-    .await;
+    let (proxy, tcp_port, http_port) = tagged_proxy(&[("socket:", "127.0.0.1")]).await;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("v2 LOCAL as bytes", v2_local()),
         ("v2 LOCAL encoded", encode_local(V2)),
@@ -759,10 +722,8 @@ async fn v2_local_and_v1_unknown_leave_the_socket_address_in_use() {
         let got = reply_after(tcp_port, &header).await;
         assert_eq!(got, ("socket:ping".to_string(), Ending::Fin), "{what}");
     }
-    let mut http = h1_over(connect_with_header(http_port, &v2_local()).await).await;
-    let got = send(&mut http, "app.test", "/", &[]).await;
-    assert_eq!(got.json()["headers"]["x-forwarded-for"], "127.0.0.1");
-    drop(http);
+    let http = connect_with_header(http_port, &v2_local()).await;
+    assert_eq!(forwarded_for(http).await, "127.0.0.1");
     wait_no_live(&proxy).await;
 }
 
@@ -770,117 +731,66 @@ async fn v2_local_and_v1_unknown_leave_the_socket_address_in_use() {
 async fn a_tcp_target_is_sent_the_real_client() {
     let mut v1_backend = Recorder::start().await;
     let mut v2_backend = Recorder::start().await;
-    let (v1_port, v2_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            route("v1", v1_port, sending(v1_backend.port, "v1")),
-            route("v2", v2_port, sending(v2_backend.port, "v2")),
-        ],
-        json!({}),
-    ))
-    .await;
+    let (proxy, [v1_port, v2_port]) = per_version([v1_backend.port, v2_backend.port], route).await;
 
     // A direct client, v1: the line compared as text.
-    let mut client = connect_from(UNTRUSTED, v1_port).await;
-    let source = client.local_addr().expect("addr");
-    let (_, ending) = send_and_finish(&mut client, b"direct").await;
-    assert_eq!(ending, Ending::Fin);
+    let (client, source) = direct(UNTRUSTED, v1_port).await;
     let expected = format!(
         "PROXY TCP4 127.0.0.2 127.0.0.1 {} {v1_port}\r\ndirect",
         source.port()
     );
-    assert_eq!(text(&v1_backend.next().await), expected);
+    assert_eq!(
+        text(&relayed(client, b"direct", &mut v1_backend).await),
+        expected
+    );
 
     // A direct client, v2: the fixed part compared as bytes, the addresses parsed.
-    let mut client = connect_from(UNTRUSTED_TOO, v2_port).await;
-    let source = client.local_addr().expect("addr");
-    let (_, ending) = send_and_finish(&mut client, b"direct").await;
-    assert_eq!(ending, Ending::Fin);
-    let got = v2_backend.next().await;
-    let (sent, header, rest) = split_header(&got);
+    let (client, source) = direct(UNTRUSTED_TOO, v2_port).await;
+    let expected = Addresses {
+        source,
+        destination: addr(v2_port),
+    };
+    let header = assert_sent_header(client, b"direct", &mut v2_backend, expected).await;
     assert_eq!(
         header[..16],
         [&V2_SIGNATURE[..], &[0x21, 0x11, 0, 12]].concat()
     );
-    assert_eq!(
-        sent,
-        Some(Addresses {
-            source,
-            destination: addr(v2_port)
-        })
-    );
-    assert_eq!(rest, b"direct");
 
     // Through a trusted peer's header: its source and destination pass on.
-    let mut client =
+    let client =
         connect_with_header(v1_port, &v2_tcp4(v4("10.9.8.7:4242"), v4("10.0.0.1:8443"))).await;
-    let (_, ending) = send_and_finish(&mut client, b"proxied").await;
-    assert_eq!(ending, Ending::Fin);
     assert_eq!(
-        text(&v1_backend.next().await),
+        text(&relayed(client, b"proxied", &mut v1_backend).await),
         "PROXY TCP4 10.9.8.7 10.0.0.1 4242 8443\r\nproxied"
     );
-    let mut client =
-        connect_with_header(v2_port, b"PROXY TCP4 10.9.8.7 10.0.0.1 4242 8443\r\n").await;
-    let (_, ending) = send_and_finish(&mut client, b"proxied").await;
-    assert_eq!(ending, Ending::Fin);
-    let got = v2_backend.next().await;
-    let (sent, _, rest) = split_header(&got);
-    assert_eq!(sent, Some(addresses("10.9.8.7:4242", "10.0.0.1:8443")));
-    assert_eq!(rest, b"proxied");
+    let client = connect_with_header(v2_port, b"PROXY TCP4 10.9.8.7 10.0.0.1 4242 8443\r\n").await;
+    let expected = addresses("10.9.8.7:4242", "10.0.0.1:8443");
+    assert_sent_header(client, b"proxied", &mut v2_backend, expected).await;
     // IPv6 passes on as IPv6.
     let incoming = v2_tcp6(v6("[2001:db8::7]:4242"), v6("[2001:db8::1]:443"));
-    let mut client = connect_with_header(v1_port, &incoming).await;
-    let (_, ending) = send_and_finish(&mut client, b"six").await;
-    assert_eq!(ending, Ending::Fin);
+    let client = connect_with_header(v1_port, &incoming).await;
     assert_eq!(
-        text(&v1_backend.next().await),
+        text(&relayed(client, b"six", &mut v1_backend).await),
         "PROXY TCP6 2001:db8::7 2001:db8::1 4242 443\r\nsix"
     );
     wait_no_live(&proxy).await;
-}
-
-/// Sends `hello` on `client` and checks that the backend got a header naming `expected`, then
-/// exactly `hello`.
-async fn hello_after_header(
-    mut client: TcpStream,
-    hello: &[u8],
-    backend: &mut Recorder,
-    expected: Addresses,
-) {
-    let (_, ending) = send_and_finish(&mut client, hello).await;
-    assert_eq!(ending, Ending::Fin);
-    let got = backend.next().await;
-    let (sent, _, rest) = split_header(&got);
-    assert_eq!(sent, Some(expected));
-    assert!(rest == hello, "the ClientHello arrived changed");
 }
 
 #[tokio::test]
 async fn a_passthrough_target_is_sent_the_header_then_the_exact_client_hello() {
     let mut v1_backend = Recorder::start().await;
     let mut v2_backend = Recorder::start().await;
-    let (v1_port, v2_port) = (free_port(), free_port());
-    let proxy = start_proxy(pp_config(
-        vec![
-            sni_route("v1", v1_port, sending(v1_backend.port, "v1")),
-            sni_route("v2", v2_port, sending(v2_backend.port, "v2")),
-        ],
-        json!({}),
-    ))
-    .await;
+    let backends = [v1_backend.port, v2_backend.port];
+    let (proxy, [v1_port, v2_port]) = per_version(backends, sni_route).await;
     let hello = client_hello(Some("pp.test"), client_config(&TestCa::new("pp CA")));
 
     // Direct, v1: the line as text, then the ClientHello byte for byte.
-    let mut client = connect_from(UNTRUSTED, v1_port).await;
-    let source = client.local_addr().expect("addr");
-    let (_, ending) = send_and_finish(&mut client, &hello).await;
-    assert_eq!(ending, Ending::Fin);
+    let (client, source) = direct(UNTRUSTED, v1_port).await;
     let line = format!(
         "PROXY TCP4 127.0.0.2 127.0.0.1 {} {v1_port}\r\n",
         source.port()
     );
-    let got = v1_backend.next().await;
+    let got = relayed(client, &hello, &mut v1_backend).await;
     assert!(
         got == [line.as_bytes(), &hello].concat(),
         "{}",
@@ -888,20 +798,19 @@ async fn a_passthrough_target_is_sent_the_header_then_the_exact_client_hello() {
     );
 
     // Direct, v2.
-    let client = connect_from(UNTRUSTED, v2_port).await;
-    let source = client.local_addr().expect("addr");
+    let (client, source) = direct(UNTRUSTED, v2_port).await;
     let expected = Addresses {
         source,
         destination: addr(v2_port),
     };
-    hello_after_header(client, &hello, &mut v2_backend, expected).await;
+    assert_sent_header(client, &hello, &mut v2_backend, expected).await;
 
     // Through a trusted peer's header, both versions.
     let incoming = addresses("10.9.8.7:4242", "10.0.0.1:443");
     let client = connect_with_header(v1_port, &encode(V2, incoming)).await;
-    hello_after_header(client, &hello, &mut v1_backend, incoming).await;
+    assert_sent_header(client, &hello, &mut v1_backend, incoming).await;
     let client = connect_with_header(v2_port, b"PROXY TCP4 10.9.8.7 10.0.0.1 4242 443\r\n").await;
-    hello_after_header(client, &hello, &mut v2_backend, incoming).await;
+    assert_sent_header(client, &hello, &mut v2_backend, incoming).await;
     wait_no_live(&proxy).await;
 }
 
@@ -910,18 +819,13 @@ async fn http_requests_to_a_target_sent_a_header_each_get_a_connection_of_their_
     for version in ["v1", "v2"] {
         let (backend, state) = pp_http_backend().await;
         let port = free_port();
-        let proxy = start_proxy(pp_config(
-            vec![http_route("app", port, sending(backend, version))],
-            json!({}),
-        ))
-        .await;
+        let routes = vec![http_route("app", port, sending(backend, version))];
+        let proxy = start_pp(routes, json!({})).await;
         let here = format!("127.0.0.1:{port}");
 
-        let a = connect_from(UNTRUSTED, port).await;
-        let a_source = a.local_addr().expect("addr").to_string();
+        let (a, a_source) = direct(UNTRUSTED, port).await;
         let mut a = h1_over(a).await;
-        let b = connect_from(UNTRUSTED_TOO, port).await;
-        let b_source = b.local_addr().expect("addr").to_string();
+        let (b, b_source) = direct(UNTRUSTED_TOO, port).await;
         let mut b = h1_over(b).await;
         let header = v2_tcp4(v4("10.9.8.7:4242"), v4("10.0.0.1:8080"));
         let mut c = h1_over(connect_with_header(port, &header).await).await;
@@ -940,19 +844,16 @@ async fn http_requests_to_a_target_sent_a_header_each_get_a_connection_of_their_
             assert_eq!(json["path"], path, "{version}");
             seen.push(json);
         }
+        let (a_source, b_source) = (a_source.to_string(), b_source.to_string());
         let expect = [
-            (&a_source, &here, "127.0.0.2"),
-            (&b_source, &here, "127.0.0.3"),
-            (
-                &"10.9.8.7:4242".to_string(),
-                &"10.0.0.1:8080".to_string(),
-                "10.9.8.7",
-            ),
-            (&a_source, &here, "127.0.0.2"),
+            (a_source.as_str(), here.as_str(), "127.0.0.2"),
+            (b_source.as_str(), here.as_str(), "127.0.0.3"),
+            ("10.9.8.7:4242", "10.0.0.1:8080", "10.9.8.7"),
+            (a_source.as_str(), here.as_str(), "127.0.0.2"),
         ];
         for (json, (source, destination, xff)) in seen.iter().zip(expect) {
-            assert_eq!(json["source"], **source, "{version}: {json}");
-            assert_eq!(json["destination"], **destination, "{version}: {json}");
+            assert_eq!(json["source"], source, "{version}: {json}");
+            assert_eq!(json["destination"], destination, "{version}: {json}");
             assert_eq!(json["xff"], xff, "{version}: {json}");
         }
         // Each request had a backend connection of its own (a connection that carried a
@@ -1003,22 +904,12 @@ async fn websocket_through(stream: TcpStream, port: u16, expected_hello: &str) {
 #[tokio::test]
 async fn a_websocket_target_is_sent_the_real_client() {
     let backend = pp_ws_backend().await;
-    let (v1_port, v2_port) = (free_port(), free_port());
-    let ws_route = |name: &str, port: u16, version: &str| {
-        matching(
-            route(name, port, sending(backend, version)),
-            "domains",
-            json!("ws.test"),
-        )
+    let ws_route = |name: &str, port: u16, target: Value| {
+        matching(route(name, port, target), "domains", json!("ws.test"))
     };
-    let proxy = start_proxy(pp_config(
-        vec![ws_route("v1", v1_port, "v1"), ws_route("v2", v2_port, "v2")],
-        json!({}),
-    ))
-    .await;
-    for port in [v1_port, v2_port] {
-        let stream = connect_from(UNTRUSTED, port).await;
-        let source = stream.local_addr().expect("addr");
+    let (proxy, ports) = per_version([backend, backend], ws_route).await;
+    for port in ports {
+        let (stream, source) = direct(UNTRUSTED, port).await;
         websocket_through(stream, port, &format!("{source} 127.0.0.1:{port}")).await;
         let stream = connect_with_header(port, b"PROXY TCP4 10.9.8.7 10.0.0.1 4242 8080\r\n").await;
         websocket_through(stream, port, "10.9.8.7:4242 10.0.0.1:8080").await;
@@ -1030,21 +921,13 @@ async fn a_websocket_target_is_sent_the_real_client() {
 async fn health_checks_send_a_local_header_before_their_get() {
     let (v1_backend, v1_state) = pp_http_backend().await;
     let (v2_backend, v2_state) = pp_http_backend().await;
-    let (v1_port, v2_port) = (free_port(), free_port());
     let checked = |name: &str, port: u16, target: Value| {
         let mut route = route(name, port, target);
         route["action"]["loadBalancing"] =
             json!({"healthCheck": {"path": "/health", "interval": "100ms", "timeout": "100ms"}});
         route
     };
-    let proxy = start_proxy(pp_config(
-        vec![
-            checked("v1", v1_port, sending(v1_backend, "v1")),
-            checked("v2", v2_port, sending(v2_backend, "v2")),
-        ],
-        json!({}),
-    ))
-    .await;
+    let (proxy, [v1_port, v2_port]) = per_version([v1_backend, v2_backend], checked).await;
     eventually("two health checks on each backend", || {
         v1_state.health().len() >= 2 && v2_state.health().len() >= 2
     })
@@ -1057,8 +940,7 @@ async fn health_checks_send_a_local_header_before_their_get() {
     }
     // Client connections to the same targets still name their client.
     for (port, state) in [(v1_port, &v1_state), (v2_port, &v2_state)] {
-        let stream = connect_from(UNTRUSTED, port).await;
-        let source = stream.local_addr().expect("addr");
+        let (stream, source) = direct(UNTRUSTED, port).await;
         let mut client = h1_over(stream).await;
         let got = send(&mut client, "app.test", "/", &[]).await;
         assert_eq!(got.json()["source"], source.to_string());

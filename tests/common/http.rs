@@ -95,13 +95,17 @@ impl Got {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// The value of `name`, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("a text header value"))
+    }
 }
 
-/// An HTTP/1.1 client connection to the proxy on 127.0.0.1:`port`.
-pub async fn h1_client(port: u16) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+/// An HTTP/1.1 client over an already connected `stream` (that may have written a header).
+pub async fn h1_over(stream: TcpStream) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("h1 handshake");
@@ -109,17 +113,30 @@ pub async fn h1_client(port: u16) -> hyper::client::conn::http1::SendRequest<Ful
     sender
 }
 
-/// An HTTP/2 (prior knowledge) client connection to the proxy on 127.0.0.1:`port`.
-pub async fn h2_client(port: u16) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+/// An HTTP/2 (prior knowledge) client over an already connected `stream`.
+pub async fn h2_over(stream: TcpStream) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
     let (sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .expect("h2 handshake");
     tokio::spawn(conn);
     sender
+}
+
+/// An HTTP/1.1 client connection to the proxy on 127.0.0.1:`port`.
+pub async fn h1_client(port: u16) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    h1_over(loopback(port).await).await
+}
+
+/// An HTTP/2 (prior knowledge) client connection to the proxy on 127.0.0.1:`port`.
+pub async fn h2_client(port: u16) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    h2_over(loopback(port).await).await
+}
+
+async fn loopback(port: u16) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect")
 }
 
 pub fn request(method: &str, host: &str, path: &str, body: &'static [u8]) -> Request<Full<Bytes>> {
@@ -257,8 +274,13 @@ pub struct RawConn {
 
 impl RawConn {
     pub async fn connect(port: u16) -> RawConn {
+        RawConn::over(super::connect(port).await)
+    }
+
+    /// A client on an already connected `stream`.
+    pub fn over(stream: TcpStream) -> RawConn {
         RawConn {
-            stream: super::connect(port).await,
+            stream,
             buf: Vec::new(),
         }
     }
@@ -312,7 +334,20 @@ impl RawConn {
 /// Writes `request` on a new connection and reads until the proxy closes it: the one response
 /// it holds, and how the stream ended.
 pub async fn raw_until_close(port: u16, request: &[u8]) -> (RawResponse, super::Ending) {
-    let mut conn = RawConn::connect(port).await;
+    response_then_close(RawConn::connect(port).await, request).await
+}
+
+/// As `raw_until_close`, on a connection from the loopback address `source`.
+pub async fn raw_until_close_from(
+    source: std::net::Ipv4Addr,
+    port: u16,
+    request: &[u8],
+) -> (RawResponse, super::Ending) {
+    let conn = RawConn::over(super::connect_from(source, port).await);
+    response_then_close(conn, request).await
+}
+
+async fn response_then_close(mut conn: RawConn, request: &[u8]) -> (RawResponse, super::Ending) {
     conn.send(request).await;
     let (data, ending) = conn.end().await;
     let (response, used) = parse_response(&data, true).unwrap_or_else(|| {
@@ -446,19 +481,16 @@ pub async fn h1_client_from(
     source: std::net::Ipv4Addr,
     port: u16,
 ) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(std::net::SocketAddr::from((source, 0)))
-        .expect("bind the client's source address");
-    let stream = socket
-        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .expect("connect");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("h1 handshake");
-    tokio::spawn(conn.with_upgrades());
-    sender
+    h1_over(super::connect_from(source, port).await).await
+}
+
+/// An HTTP/2 (prior knowledge) client connection to 127.0.0.1:`port` from the loopback address
+/// `source`.
+pub async fn h2_client_from(
+    source: std::net::Ipv4Addr,
+    port: u16,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    h2_over(super::connect_from(source, port).await).await
 }
 
 /// One request with extra `headers` over `client`, read to the end.

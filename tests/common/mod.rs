@@ -7,13 +7,15 @@ pub mod pp;
 pub mod tls;
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use smartproxy::{CloseReason, Config, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 
 /// Upper bound for any wait in a test; generous because CI shares two cores.
@@ -45,9 +47,17 @@ pub fn free_port_range(n: u16) -> u16 {
     panic!("no range of {n} free ports found");
 }
 
+/// `base` with the top-level keys of `extra` added (replacing those it has already).
+pub fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(map), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    base
+}
+
 /// A config with loopback binding and one forward route, merged with `globals`.
 pub fn one_route(port: u16, backend_port: u16, globals: Value) -> Value {
-    let mut config = json!({
+    let config = json!({
         "bindAddress": "127.0.0.1",
         "routes": [{
             "name": "test",
@@ -55,10 +65,7 @@ pub fn one_route(port: u16, backend_port: u16, globals: Value) -> Value {
             "action": {"type": "forward", "targets": [{"host": "127.0.0.1", "port": backend_port}]}
         }]
     });
-    if let (Some(base), Value::Object(extra)) = (config.as_object_mut(), globals) {
-        base.extend(extra);
-    }
-    config
+    merged(config, globals)
 }
 
 pub async fn start_proxy(config: Value) -> Proxy {
@@ -84,14 +91,32 @@ where
     port
 }
 
+/// As `backend`, and counts the connections it accepts.
+pub async fn counting_backend<F, Fut>(handler: F) -> (u16, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    let port = backend(move |stream| {
+        count.fetch_add(1, Ordering::SeqCst);
+        handler(stream)
+    })
+    .await;
+    (port, accepted)
+}
+
+/// Echoes one connection until the client's FIN, then sends its own.
+pub async fn echo_connection(mut stream: TcpStream) {
+    let (mut r, mut w) = stream.split();
+    let _ = tokio::io::copy(&mut r, &mut w).await;
+    let _ = w.shutdown().await;
+}
+
 /// Echoes until the client's FIN, then sends its own.
 pub async fn echo_backend() -> u16 {
-    backend(|mut stream| async move {
-        let (mut r, mut w) = stream.split();
-        let _ = tokio::io::copy(&mut r, &mut w).await;
-        let _ = w.shutdown().await;
-    })
-    .await
+    backend(echo_connection).await
 }
 
 /// Writes `chunks` copies of a 64 KiB pattern as fast as the peer takes them, then closes.
@@ -147,6 +172,36 @@ pub async fn connect(port: u16) -> TcpStream {
         .expect("connect")
 }
 
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `source` (port chosen by the
+/// kernel).
+pub async fn connect_from(source: Ipv4Addr, port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind the client's source address");
+    let stream = timeout(PATIENCE, socket.connect(addr(port)))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Writes `message`, reads the same number of bytes back.
+pub async fn echo_roundtrip<S>(stream: &mut S, message: &[u8]) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(message).await.expect("write");
+    stream.flush().await.expect("flush");
+    let mut back = vec![0; message.len()];
+    timeout(PATIENCE, stream.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("read echo");
+    back
+}
+
 /// Closes with RST instead of FIN.
 pub fn reset(stream: TcpStream) {
     socket2::SockRef::from(&stream)
@@ -177,6 +232,17 @@ pub async fn read_to_end(stream: &mut TcpStream) -> (Vec<u8>, Ending) {
             Ok(Err(e)) => panic!("unexpected read error: {e}"),
         }
     }
+}
+
+/// The proxy ends `stream` with a FIN and not one byte.
+pub async fn assert_closed_unanswered(stream: &mut TcpStream, what: &str) {
+    let (data, ending) = read_to_end(stream).await;
+    assert!(
+        data.is_empty(),
+        "{what}: the proxy sent {:?}",
+        String::from_utf8_lossy(&data)
+    );
+    assert_eq!(ending, Ending::Fin, "{what}");
 }
 
 /// Waits for the stream to end and returns when it did.
@@ -214,6 +280,15 @@ pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
         .count()
+}
+
+/// Waits until this process has no more open files than `at_start` (its count from before
+/// the test's connections) and `allowed()`.
+pub async fn wait_fds_back(at_start: usize, allowed: impl Fn() -> usize) {
+    eventually("open files back to their start value", || {
+        open_fds() <= at_start + allowed()
+    })
+    .await;
 }
 
 /// Deterministic bytes for integrity checks.
@@ -262,15 +337,17 @@ pub async fn churn_leaves_only<F, Fut>(
         }
     }
     wait_no_live(proxy).await;
-    eventually("open files back to their start value", || {
-        open_fds() <= fds_at_start + allowed()
-    })
-    .await;
-    let total = proxy.total_connections();
-    assert_eq!(total, connections as u64);
+    wait_fds_back(fds_at_start, allowed).await;
+    assert_eq!(proxy.total_connections(), connections as u64);
+    assert_reasons_add_up(proxy, "the churn");
+}
+
+/// Every connection `proxy` has closed was counted under exactly one close reason.
+pub fn assert_reasons_add_up(proxy: &Proxy, which: &str) {
     let counted: u64 = CloseReason::ALL.iter().map(|&r| proxy.closed_with(r)).sum();
     assert_eq!(
-        counted, total,
-        "every connection has exactly one close reason"
+        counted,
+        proxy.total_connections(),
+        "{which}: every connection has exactly one close reason"
     );
 }

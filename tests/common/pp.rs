@@ -1,7 +1,6 @@
-//! PROXY protocol peers for the end-to-end tests: clients that connect from a chosen loopback
-//! source and may write a header first, headers written out by hand (so the proxy is checked
-//! against the protocol, not only against its own encoder), and backends that read the header
-//! they are sent.
+//! PROXY protocol peers for the end-to-end tests: clients that write a header first, headers
+//! written out by hand (so the proxy is checked against the protocol, not only against its own
+//! encoder), and backends that read the header they are sent.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -18,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use smartproxy::proxy_protocol::{self, Addresses, MAX_HEADER_LEN, Parse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
@@ -28,24 +27,9 @@ use super::{Ending, PATIENCE};
 /// How a v2 header begins.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
-/// A TCP connection to 127.0.0.1:`port` from the loopback address `source` (port chosen by the
-/// kernel).
-pub async fn connect_from(source: Ipv4Addr, port: u16) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::from((source, 0)))
-        .expect("bind the client's source address");
-    let stream = timeout(PATIENCE, socket.connect(super::addr(port)))
-        .await
-        .expect("connect in time")
-        .expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-}
-
 /// A connection from 127.0.0.1 that has written `header`.
 pub async fn connect_with_header(port: u16, header: &[u8]) -> TcpStream {
-    let mut stream = connect_from(Ipv4Addr::LOCALHOST, port).await;
+    let mut stream = super::connect_from(Ipv4Addr::LOCALHOST, port).await;
     stream.write_all(header).await.expect("write the header");
     stream
 }
@@ -64,29 +48,29 @@ pub fn v2_tcp4(source: SocketAddrV4, destination: SocketAddrV4) -> Vec<u8> {
 
 /// As [`v2_tcp4`], with `tlvs` (already encoded) after the addresses.
 pub fn v2_tcp4_with_tlvs(source: SocketAddrV4, destination: SocketAddrV4, tlvs: &[u8]) -> Vec<u8> {
-    let mut header = V2_SIGNATURE.to_vec();
-    header.push(0x21); // version 2, command PROXY
-    header.push(0x11); // AF_INET, STREAM
-    let len = u16::try_from(12 + tlvs.len()).expect("short TLVs");
-    header.extend_from_slice(&len.to_be_bytes());
-    header.extend_from_slice(&source.ip().octets());
-    header.extend_from_slice(&destination.ip().octets());
-    header.extend_from_slice(&source.port().to_be_bytes());
-    header.extend_from_slice(&destination.port().to_be_bytes());
-    header.extend_from_slice(tlvs);
-    header
+    let ips = (&source.ip().octets()[..], &destination.ip().octets()[..]);
+    v2_proxy(0x11, ips, (source.port(), destination.port()), tlvs) // AF_INET, STREAM
 }
 
 /// A v2 PROXY header over TCP/IPv6, built byte by byte.
 pub fn v2_tcp6(source: SocketAddrV6, destination: SocketAddrV6) -> Vec<u8> {
+    let ips = (&source.ip().octets()[..], &destination.ip().octets()[..]);
+    v2_proxy(0x21, ips, (source.port(), destination.port()), &[]) // AF_INET6, STREAM
+}
+
+/// A v2 header with command PROXY: `family` (address family and transport), the source and
+/// destination addresses and ports, then `tlvs`.
+fn v2_proxy(family: u8, ips: (&[u8], &[u8]), ports: (u16, u16), tlvs: &[u8]) -> Vec<u8> {
     let mut header = V2_SIGNATURE.to_vec();
     header.push(0x21); // version 2, command PROXY
-    header.push(0x21); // AF_INET6, STREAM
-    header.extend_from_slice(&36u16.to_be_bytes());
-    header.extend_from_slice(&source.ip().octets());
-    header.extend_from_slice(&destination.ip().octets());
-    header.extend_from_slice(&source.port().to_be_bytes());
-    header.extend_from_slice(&destination.port().to_be_bytes());
+    header.push(family);
+    let len = u16::try_from(ips.0.len() + ips.1.len() + 4 + tlvs.len()).expect("short TLVs");
+    header.extend_from_slice(&len.to_be_bytes());
+    header.extend_from_slice(ips.0);
+    header.extend_from_slice(ips.1);
+    header.extend_from_slice(&ports.0.to_be_bytes());
+    header.extend_from_slice(&ports.1.to_be_bytes());
+    header.extend_from_slice(tlvs);
     header
 }
 
@@ -171,11 +155,8 @@ pub struct Recorder {
 
 impl Recorder {
     pub async fn start() -> Recorder {
-        let accepts = Arc::new(AtomicUsize::new(0));
         let (tx, received) = mpsc::unbounded_channel();
-        let counter = Arc::clone(&accepts);
-        let port = super::backend(move |mut stream| {
-            counter.fetch_add(1, Ordering::SeqCst);
+        let (port, accepts) = super::counting_backend(move |mut stream| {
             let tx = tx.clone();
             async move {
                 let mut all = Vec::new();
@@ -242,47 +223,42 @@ fn describe(addresses: Option<Addresses>) -> (serde_json::Value, serde_json::Val
 /// header) and any other request with JSON: `conn` (the connection's number, from 0),
 /// `source` and `destination` from its header, `xff` (X-Forwarded-For) and `path`.
 pub async fn pp_http_backend() -> (u16, Arc<PpHttpState>) {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind backend");
-    let port = listener.local_addr().expect("addr").port();
     let state = Arc::new(PpHttpState::default());
     let shared = Arc::clone(&state);
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let conn = shared.accepts.fetch_add(1, Ordering::SeqCst);
-            let state = Arc::clone(&shared);
-            tokio::spawn(async move {
-                let (raw, addresses) = match read_header_exactly(&mut stream).await {
-                    Ok(header) => header,
-                    Err(why) => {
-                        state.bad.lock().expect("lock").push(why);
-                        return;
-                    }
+    let port = super::backend(move |mut stream| {
+        let conn = shared.accepts.fetch_add(1, Ordering::SeqCst);
+        let state = Arc::clone(&shared);
+        async move {
+            let (raw, addresses) = match read_header_exactly(&mut stream).await {
+                Ok(header) => header,
+                Err(why) => {
+                    state.bad.lock().expect("lock").push(why);
+                    return;
+                }
+            };
+            let (source, destination) = describe(addresses);
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let path = req.uri().path().to_string();
+                let body = if path == "/health" {
+                    state.health.lock().expect("lock").push(raw.clone());
+                    "ok".to_string()
+                } else {
+                    let xff = req
+                        .headers()
+                        .get("x-forwarded-for")
+                        .map(|v| v.to_str().unwrap_or("?").to_string());
+                    json!({"conn": conn, "source": source, "destination": destination,
+                           "xff": xff, "path": path})
+                    .to_string()
                 };
-                let (source, destination) = describe(addresses);
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let path = req.uri().path().to_string();
-                    let body = if path == "/health" {
-                        state.health.lock().expect("lock").push(raw.clone());
-                        "ok".to_string()
-                    } else {
-                        let xff = req
-                            .headers()
-                            .get("x-forwarded-for")
-                            .map(|v| v.to_str().unwrap_or("?").to_string());
-                        json!({"conn": conn, "source": source, "destination": destination,
-                               "xff": xff, "path": path})
-                        .to_string()
-                    };
-                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await;
+                async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
             });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await;
         }
-    });
+    })
+    .await;
     (port, state)
 }
 
@@ -319,15 +295,6 @@ pub async fn pp_ws_backend() -> u16 {
         }
     })
     .await
-}
-
-/// An HTTP/1.1 client over an already connected `stream` (that may have written a header).
-pub async fn h1_over(stream: TcpStream) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("h1 handshake");
-    tokio::spawn(conn.with_upgrades());
-    sender
 }
 
 /// Writes `bytes` one byte per write, with a short pause after each, so that each byte leaves

@@ -116,7 +116,15 @@ pub async fn tls_connect(
     sni: &str,
     config: Arc<ClientConfig>,
 ) -> io::Result<client::TlsStream<TcpStream>> {
-    let tcp = super::connect(port).await;
+    tls_handshake(super::connect(port).await, sni, config).await
+}
+
+/// A TLS client handshake over an already connected `tcp`, asking for `sni`.
+pub async fn tls_handshake(
+    tcp: TcpStream,
+    sni: &str,
+    config: Arc<ClientConfig>,
+) -> io::Result<client::TlsStream<TcpStream>> {
     let connecting = TlsConnector::from(config).connect(server_name(sni), tcp);
     tokio::time::timeout(PATIENCE, connecting)
         .await
@@ -135,21 +143,6 @@ pub fn presented_leaf(stream: &client::TlsStream<TcpStream>) -> CertificateDer<'
         .into_owned()
 }
 
-/// Writes `message`, reads the same number of bytes back.
-pub async fn echo_roundtrip<S>(stream: &mut S, message: &[u8]) -> Vec<u8>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    stream.write_all(message).await.expect("write");
-    stream.flush().await.expect("flush");
-    let mut back = vec![0; message.len()];
-    tokio::time::timeout(PATIENCE, stream.read_exact(&mut back))
-        .await
-        .expect("echo in time")
-        .expect("read echo");
-    back
-}
-
 /// A TLS server with `leaf` that echoes the plaintext until the client's close_notify/FIN,
 /// then closes. Records the SNI of every handshake.
 pub async fn tls_echo_backend(leaf: &Leaf) -> (u16, Arc<Mutex<Vec<Option<String>>>>) {
@@ -163,27 +156,36 @@ pub async fn tls_echo_backend(leaf: &Leaf) -> (u16, Arc<Mutex<Vec<Option<String>
             let acceptor = acceptor.clone();
             let record = Arc::clone(&record);
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let sni = tls.get_ref().1.server_name().map(str::to_string);
                 record.lock().expect("lock").push(sni);
-                let mut buf = vec![0; 16 * 1024];
-                loop {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if tls.write_all(&buf[..n]).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-                let _ = tls.shutdown().await;
+                echo_until_close(tls).await;
             });
         }
     });
     (port, seen)
+}
+
+/// Echoes what `stream` carries until the client closes it, then closes; a failed write ends
+/// it at once.
+pub async fn echo_until_close<S>(mut stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
 }
 
 /// A plain TCP backend that records every byte it receives on its first connection, answers
@@ -286,11 +288,10 @@ pub fn routes_config(
     routes: Vec<serde_json::Value>,
     globals: serde_json::Value,
 ) -> serde_json::Value {
-    let mut config = serde_json::json!({"bindAddress": "127.0.0.1", "routes": routes});
-    if let (Some(base), serde_json::Value::Object(extra)) = (config.as_object_mut(), globals) {
-        base.extend(extra);
-    }
-    config
+    super::merged(
+        serde_json::json!({"bindAddress": "127.0.0.1", "routes": routes}),
+        globals,
+    )
 }
 
 /// Reads to the end and checks the proxy answered one fatal alert with `description`, then FIN.
