@@ -9,6 +9,13 @@ use smartproxy::config::Warning;
 use smartproxy::{Config, Proxy};
 use tokio::signal::unix::{SignalKind, signal};
 
+// mimalloc keeps each size class on its own pages and gives fully free pages back to the
+// system: the short-lived allocations of a burst of new connections (ClientHello buffers,
+// routing state) do not stay resident behind the long-lived ones, as they do with glibc's
+// malloc. Chosen on the `bench/run` figures in docs/BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_INVALID_CONFIG: u8 = 1;
 const EXIT_RUNTIME_FAILURE: u8 = 3;
 

@@ -2,6 +2,7 @@
 //! the same relay (`relay.rs`) under the same limits (`lifecycle.rs`).
 
 mod first_bytes;
+mod job;
 pub mod lifecycle;
 pub(crate) mod prefixed;
 pub mod registry;
@@ -18,9 +19,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::admission::{Admission, Refusal};
+use crate::admission::{Admission, Refusal, Ticket};
 use crate::config::{ActionProtocol, ProxyProtocolAccept};
-use crate::connect::EndpointLease;
 use crate::http::detect::{self, Detected};
 use crate::http::{ClientStream, ConnInfo as HttpConnInfo, Protocol as HttpProtocol};
 use crate::proxy_protocol::{self, Addresses, ReadError, Received};
@@ -28,6 +28,7 @@ use crate::router::{FirstBytes, RouteEntry, Router, TlsHandling};
 use crate::tls::TlsVersion;
 use crate::tls::client_hello::ClientHello;
 use first_bytes::{Refused, Sniffed};
+use job::{RelayJob, Routed};
 use lifecycle::CloseReason;
 use prefixed::Prefixed;
 use registry::{ConnGuard, Registry};
@@ -47,15 +48,13 @@ impl SocketOptions {
     /// them, which saves three system calls per connection on the accept path.
     pub fn apply<S: std::os::fd::AsFd>(&self, socket: &S) {
         // Failures here leave the kernel defaults in place; they are not worth a connection.
+        // New sockets start with both off, so only "on" costs a system call.
         let sock = socket2::SockRef::from(socket);
-        let _ = sock.set_tcp_nodelay(self.no_delay);
-        match self.keep_alive {
-            Some(idle) => {
-                let _ = sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle));
-            }
-            None => {
-                let _ = sock.set_keepalive(false);
-            }
+        if self.no_delay {
+            let _ = sock.set_tcp_nodelay(true);
+        }
+        if let Some(idle) = self.keep_alive {
+            let _ = sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle));
         }
     }
 }
@@ -185,20 +184,25 @@ pub struct Accepted {
 
 /// Serves one accepted connection to its end: routes it (at once, or on its ClientHello),
 /// terminates TLS where the route says so, connects, relays, logs, and records the reason.
-pub async fn serve(shared: Arc<Shared>, conn: Accepted) {
-    let Accepted {
-        stream,
-        peer,
-        local,
-        at,
-        mut guard,
-    } = conn;
-    // Every stream of the connection is dropped (sockets closed) inside `route_and_relay`,
-    // before the guard takes the connection off the registry.
-    let end = route_and_relay(&shared, stream, peer, local, at, guard.id()).await;
-    log_end(guard.id(), peer, local, at, &end);
-    guard.set_reason(end.reason);
-    drop(guard);
+///
+/// An async block, not an `async fn`: its captures are its only copy of them (an `async fn`
+/// keeps its arguments twice), and this future is what every connection carries while idle.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn serve(shared: Arc<Shared>, mut conn: Accepted) -> impl Future<Output = ()> + Send {
+    async move {
+        // Routing runs boxed and is gone once it returns; a TCP relay then runs in its place
+        // (`job.rs`).
+        let id = conn.guard.id();
+        let routing = route_and_relay(&shared, conn.stream, conn.peer, conn.local, conn.at, id);
+        let mut routed = Box::pin(routing).await;
+        let end = routed.finish(&shared).await;
+        // Every stream is dropped (sockets closed) before the guard takes the connection off
+        // the registry.
+        drop(routed);
+        log_end(id, conn.peer, conn.local, conn.at, &end);
+        conn.guard.set_reason(end.reason);
+        drop(conn.guard);
+    }
 }
 
 /// The PROXY header (from trusted peers), then global admission, then routing.
@@ -209,7 +213,7 @@ async fn route_and_relay(
     local: SocketAddr,
     at: Instant,
     id: u64,
-) -> ConnEnd {
+) -> Routed<Prefixed<TcpStream>> {
     let mut prefix = Vec::new();
     let mut peers = Peers::direct(peer, local);
     if let Some(accept) = &shared.proxy_protocol
@@ -242,11 +246,11 @@ async fn route_and_relay(
                 ..ConnEnd::new(CloseReason::ClientFin)
             }),
             Ok(Err(ReadError::Io(e))) => {
-                return ConnEnd {
+                return Routed::Ended(ConnEnd {
                     error: Some(e.kind()),
                     detail: Some("error while reading the PROXY header".into()),
                     ..ConnEnd::new(CloseReason::ClientReset)
-                };
+                });
             }
             Ok(Err(e @ ReadError::Invalid(_))) => Some(ConnEnd {
                 detail: Some(e.to_string()),
@@ -256,23 +260,29 @@ async fn route_and_relay(
         };
         if let Some(end) = refused {
             shared.close_unrelayed(&mut client, None).await;
-            return end;
+            return end.into();
         }
     }
     let proxied = peers.via.map(|_| peers.client);
     // Held for the connection's whole life: the client's global per-IP counts.
-    let _ticket = match shared.admission.admit_connection(peers.client_ip()) {
+    let ticket = match shared.admission.admit_connection(peers.client_ip()) {
         Ok(ticket) => ticket,
         Err(refusal) => {
             shared.close_unrelayed(&mut client, None).await;
-            return ConnEnd {
+            return Routed::Ended(ConnEnd {
                 proxied,
                 ..ConnEnd::refusal(refusal)
-            };
+            });
         }
     };
-    let end = route_connection(shared, client, prefix, peers, at, id).await;
-    ConnEnd { proxied, ..end }
+    match route_connection(shared, client, prefix, peers, at, id).await {
+        Routed::Ended(end) => Routed::Ended(ConnEnd { proxied, ..end }),
+        Routed::Relay(mut job) => {
+            job.proxied = proxied;
+            job.tickets.1 = Some(ticket);
+            Routed::Relay(job)
+        }
+    }
 }
 
 async fn route_connection(
@@ -282,13 +292,13 @@ async fn route_connection(
     peers: Peers,
     at: Instant,
     id: u64,
-) -> ConnEnd {
+) -> Routed<Prefixed<TcpStream>> {
     let client_ip = peers.client_ip();
     let port = peers.local.port();
     if !shared.router.reads_first(port) {
         let Some(route) = shared.router.select(port, client_ip, FirstBytes::NotRead) else {
             shared.close_unrelayed(&mut client, None).await;
-            return ConnEnd::new(CloseReason::NoRoute);
+            return ConnEnd::new(CloseReason::NoRoute).into();
         };
         let client = Prefixed::new(prefix, client);
         return admit_and_relay(shared, route, client, &peers, (at, id), None, None).await;
@@ -305,11 +315,11 @@ async fn route_connection(
         Ok(Ok(sniffed)) => sniffed,
         Ok(Err(refused)) => {
             shared.close_unrelayed(&mut client, None).await;
-            return ConnEnd::refused(refused);
+            return ConnEnd::refused(refused).into();
         }
         Err(reason) => {
             shared.close_unrelayed(&mut client, None).await;
-            return ConnEnd::new(reason);
+            return ConnEnd::new(reason).into();
         }
     };
     let (hello, first) = match &sniffed {
@@ -323,7 +333,7 @@ async fn route_connection(
             Ok(Detected::Http1) => Some(HttpProtocol::Http1),
             Ok(Detected::Http2) => Some(HttpProtocol::Http2),
             Ok(_) => None,
-            Err(end) => return end,
+            Err(end) => return end.into(),
         };
         // `PROXY ` reads as an HTTP/1 method and space: a v1 header is refused below, not
         // answered by the HTTP engine.
@@ -337,7 +347,7 @@ async fn route_connection(
                 sni: None,
             };
             let stream: ClientStream = Box::new(Prefixed::new(prefix, client));
-            return serve_http(shared, stream, protocol, info).await;
+            return serve_http(shared, stream, protocol, info).await.into();
         }
     }
     if hello.is_none() {
@@ -345,7 +355,7 @@ async fn route_connection(
         let reading = read_past_partial_signature(&mut client, &mut prefix);
         let read = shared.bounded(at, deadline, reading).await;
         if let Err(end) = shared.read_outcome(read, &mut client).await {
-            return end;
+            return end.into();
         }
     }
     if hello.is_none() && proxy_protocol::starts_with_signature(&prefix) {
@@ -354,7 +364,8 @@ async fn route_connection(
         return ConnEnd {
             detail: Some("PROXY header from a peer not in proxyProtocol.accept".into()),
             ..ConnEnd::new(CloseReason::Blocked)
-        };
+        }
+        .into();
     }
     let sni = hello.and_then(|h| h.server_name.clone());
     let Some(route) = shared.router.select(port, client_ip, first) else {
@@ -370,12 +381,12 @@ async fn route_connection(
                 ConnEnd::new(CloseReason::NotTls)
             }
         };
-        return ConnEnd { sni, ..end };
+        return ConnEnd { sni, ..end }.into();
     };
     let client = Prefixed::new(prefix, client);
     // A refused client whose ClientHello was read hears why before the close.
     let alert = hello.map(|_| &tls::ACCESS_DENIED_ALERT[..]);
-    let end = match &route.tls {
+    let routed = match &route.tls {
         TlsHandling::Forward => {
             admit_and_relay(shared, route, client, &peers, (at, id), alert, None).await
         }
@@ -389,7 +400,8 @@ async fn route_connection(
                 return ConnEnd {
                     sni,
                     ..ConnEnd::refusal(Refusal::Blocked).with_route(route)
-                };
+                }
+                .into();
             }
             if let Some(detail) = hello.and_then(unusable_version) {
                 // rustls would answer a TLS 1.1 ClientHello with TLS 1.2; refuse it plainly.
@@ -400,7 +412,8 @@ async fn route_connection(
                     sni,
                     detail: Some(detail.into()),
                     ..ConnEnd::new(CloseReason::TlsHandshakeFailed).with_route(route)
-                };
+                }
+                .into();
             }
             // Boxed, like every branch taken by some connections only: a task's future is as
             // large as its largest state, and an idle passthrough connection should not carry
@@ -421,10 +434,10 @@ async fn route_connection(
                     Err(end) => end.with_route(route),
                 }
             };
-            Box::pin(terminating).await
+            Routed::Ended(Box::pin(terminating).await)
         }
     };
-    ConnEnd { sni, ..end }
+    routed.with_sni(sni)
 }
 
 /// Reads while `prefix` is only the start of a PROXY signature (12 bytes at most in all), so
@@ -480,10 +493,9 @@ async fn after_handshake(
                 _ if forced => HttpProtocol::Http1,
                 _ => {
                     let started = (at, id);
-                    return admit_and_relay(
-                        shared, route, client, &peers, started, None, reencrypt,
-                    )
-                    .await;
+                    let routing =
+                        admit_and_relay(shared, route, client, &peers, started, None, reencrypt);
+                    return routing.await.finish(shared).await;
                 }
             };
             let stream: ClientStream = Box::new(client);
@@ -495,7 +507,10 @@ async fn after_handshake(
             let stream: ClientStream = Box::new(client);
             serve_http(shared, stream, protocol, info).await
         }
-        None => admit_and_relay(shared, route, client, &peers, (at, id), None, reencrypt).await,
+        None => {
+            let routing = admit_and_relay(shared, route, client, &peers, (at, id), None, reencrypt);
+            routing.await.finish(shared).await
+        }
     }
 }
 
@@ -509,16 +524,14 @@ async fn admit_and_relay<C: RelayStream>(
     started: (Instant, u64),
     alert: Option<&[u8]>,
     reencrypt: Option<(&TlsConnector, Option<&str>)>,
-) -> ConnEnd {
+) -> Routed<C> {
     match route.admission.admit(peers.client_ip(), true) {
         Ok(ticket) => {
-            let end = connect_and_relay(shared, route, client, peers, started, reencrypt).await;
-            drop(ticket);
-            end
+            connect_and_relay(shared, route, client, peers, (started, ticket), reencrypt).await
         }
         Err(refusal) => {
             shared.close_unrelayed(&mut client, alert).await;
-            ConnEnd::refusal(refusal).with_route(route)
+            ConnEnd::refusal(refusal).with_route(route).into()
         }
     }
 }
@@ -588,15 +601,16 @@ async fn accept_tls(
     }
 }
 
-/// Connects the route's backend (then TLS to it when re-encrypting) and relays.
+/// Connects the route's backend. A plain backend's relay is returned as a job for `serve` to
+/// run; a re-encrypting one does its TLS handshake and relays here.
 async fn connect_and_relay<C: RelayStream>(
     shared: &Shared,
     route: &Arc<RouteEntry>,
     mut client: C,
     peers: &Peers,
-    (at, id): (Instant, u64),
+    ((at, id), ticket): ((Instant, u64), Ticket),
     reencrypt: Option<(&TlsConnector, Option<&str>)>,
-) -> ConnEnd {
+) -> Routed<C> {
     // Boxed while it runs (name resolution, attempts): the relay that follows is what an
     // idle connection keeps, so its future should not be sized for this.
     let connecting = Box::pin(route.endpoints.connect(
@@ -606,53 +620,66 @@ async fn connect_and_relay<C: RelayStream>(
         Some(peers.proxy_addresses()),
     ));
     // The lease counts the connection for least-connections while it lives.
-    let (backend, endpoint) = match shared.bounded(at, None, connecting).await {
-        Ok(Ok(connected)) => (connected.stream, connected.lease),
+    let (backend, endpoint, backend_addr) = match shared.bounded(at, None, connecting).await {
+        Ok(Ok(connected)) => (connected.stream, connected.lease, connected.address),
         Ok(Err(failed)) => {
             tracing::debug!(
                 conn = id, route = %route.name, attempts = failed.attempts,
                 error = %failed.last_error, "no backend endpoint reachable"
             );
             shared.close_unrelayed(&mut client, None).await;
-            return ConnEnd::new(CloseReason::ConnectFailed).with_route(route);
+            return ConnEnd::new(CloseReason::ConnectFailed)
+                .with_route(route)
+                .into();
         }
         Err(reason) => {
             shared.close_unrelayed(&mut client, None).await;
-            return ConnEnd::new(reason).with_route(route);
+            return ConnEnd::new(reason).with_route(route).into();
         }
     };
     shared.socket_options.apply(&backend);
-    let backend_addr = backend.peer_addr().ok();
-    let Some(reencrypt) = reencrypt else {
-        return relay_to(shared, route, client, backend, backend_addr, at).await;
-    };
-    let upstream = (backend, backend_addr, endpoint);
-    Box::pin(reencrypt_and_relay(
-        shared,
-        route,
+    let job = RelayJob {
         client,
-        upstream,
-        (at, id),
-        reencrypt,
-    ))
-    .await
+        backend,
+        backend_addr,
+        route: Arc::clone(route),
+        at,
+        lease: endpoint,
+        tickets: (ticket, None),
+        proxied: None,
+        sni: None,
+    };
+    match reencrypt {
+        None => Routed::Relay(job),
+        Some(reencrypt) => {
+            Routed::Ended(Box::pin(reencrypt_and_relay(shared, job, id, reencrypt)).await)
+        }
+    }
 }
 
 /// TLS to the backend (bounded by connectionTimeout), then the relay. Boxed by the caller: a TLS
 /// stream is large, and only re-encrypting connections need room for one.
 async fn reencrypt_and_relay<C: RelayStream>(
     shared: &Shared,
-    route: &Arc<RouteEntry>,
-    mut client: C,
-    (backend, backend_addr, endpoint): (TcpStream, Option<SocketAddr>, EndpointLease),
-    (at, id): (Instant, u64),
+    job: RelayJob<C>,
+    id: u64,
     (connector, sni): (&TlsConnector, Option<&str>),
 ) -> ConnEnd {
-    let Some(name) = crate::tls::backend::server_name(sni, &endpoint.host()) else {
+    let RelayJob {
+        mut client,
+        backend,
+        backend_addr,
+        route,
+        at,
+        lease,
+        tickets,
+        ..
+    } = job;
+    let Some(name) = crate::tls::backend::server_name(sni, &lease.host()) else {
         shared.close_unrelayed(&mut client, None).await;
         return ConnEnd {
             detail: Some("no valid name to send as SNI to the backend".into()),
-            ..ConnEnd::new(CloseReason::ConnectFailed).with_route(route)
+            ..ConnEnd::new(CloseReason::ConnectFailed).with_route(&route)
         };
     };
     let deadline = deadline_from(
@@ -663,8 +690,19 @@ async fn reencrypt_and_relay<C: RelayStream>(
     let handshake = connector.connect(name, backend);
     match shared.bounded(at, deadline, handshake).await {
         Ok(Ok(backend)) => {
-            let backend = TlsSide(tokio_rustls::TlsStream::Client(backend));
-            relay_to(shared, route, client, backend, backend_addr, at).await
+            let job = RelayJob {
+                client,
+                backend: TlsSide(tokio_rustls::TlsStream::Client(backend)),
+                backend_addr,
+                route,
+                at,
+                lease,
+                tickets,
+                proxied: None,
+                sni: None,
+            };
+            let mut job = job;
+            job.run(shared).await
         }
         Ok(Err(e)) => {
             tracing::debug!(conn = id, route = %route.name, error = %e, "backend TLS handshake failed");
@@ -673,7 +711,7 @@ async fn reencrypt_and_relay<C: RelayStream>(
                 backend: backend_addr,
                 error: Some(e.kind()),
                 detail: Some(format!("backend TLS handshake: {e}")),
-                ..ConnEnd::new(CloseReason::ConnectFailed).with_route(route)
+                ..ConnEnd::new(CloseReason::ConnectFailed).with_route(&route)
             }
         }
         Err(reason) => {
@@ -681,34 +719,9 @@ async fn reencrypt_and_relay<C: RelayStream>(
             ConnEnd {
                 backend: backend_addr,
                 detail: Some("backend TLS handshake did not finish".into()),
-                ..ConnEnd::new(reason).with_route(route)
+                ..ConnEnd::new(reason).with_route(&route)
             }
         }
-    }
-}
-
-async fn relay_to<C: RelayStream, B: RelayStream>(
-    shared: &Shared,
-    route: &Arc<RouteEntry>,
-    mut client: C,
-    mut backend: B,
-    backend_addr: Option<SocketAddr>,
-    at: Instant,
-) -> ConnEnd {
-    let relayed = relay::relay(
-        &mut client,
-        &mut backend,
-        &shared.relay,
-        at,
-        &shared.signals,
-    )
-    .await;
-    ConnEnd {
-        backend: backend_addr,
-        error: relayed.error,
-        client_to_backend: relayed.client_to_backend,
-        backend_to_client: relayed.backend_to_client,
-        ..ConnEnd::new(relayed.reason).with_route(route)
     }
 }
 

@@ -85,12 +85,8 @@ impl<S: RelayStream> RelayStream for Prefixed<S> {
         self.inner.unsent_bytes()
     }
 
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.rest().is_empty() {
-            self.inner.poll_read_ready(cx)
-        } else {
-            Poll::Ready(Ok(()))
-        }
+    fn close_is_fin(&self) -> bool {
+        self.inner.close_is_fin()
     }
 }
 

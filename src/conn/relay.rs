@@ -6,6 +6,7 @@
 //! re-armed lazily: moving bytes only stores a timestamp, and a timer that fires early re-arms
 //! itself to the real deadline.
 
+use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::mem::MaybeUninit;
@@ -44,10 +45,11 @@ pub trait RelayStream: AsyncRead + AsyncWrite + Unpin + Send {
     /// Bytes written but not yet taken by the peer (the kernel's send queue); 0 if unknown.
     fn unsent_bytes(&self) -> usize;
 
-    /// Ready once a read would make progress, so a pipe can wait without holding a buffer.
-    /// Streams that buffer internally (TLS) keep the default: always ready.
-    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Whether closing the stream sends the same FIN as a write shutdown (plain TCP). Then the
+    /// direction that finishes last skips `shutdown()`: the close that follows says the same,
+    /// one system call fewer per connection. TLS must write close_notify, so it keeps false.
+    fn close_is_fin(&self) -> bool {
+        false
     }
 }
 
@@ -64,8 +66,8 @@ impl<S: RelayStream + ?Sized> RelayStream for Box<S> {
         (**self).unsent_bytes()
     }
 
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        (**self).poll_read_ready(cx)
+    fn close_is_fin(&self) -> bool {
+        (**self).close_is_fin()
     }
 }
 
@@ -79,8 +81,8 @@ impl RelayStream for TcpStream {
         TcpStream::take_error(self).unwrap_or_else(Some)
     }
 
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        TcpStream::poll_read_ready(self, cx)
+    fn close_is_fin(&self) -> bool {
+        true
     }
 
     fn unsent_bytes(&self) -> usize {
@@ -131,10 +133,18 @@ pub struct RelayConfig {
     pub buffer_size: usize,
 }
 
-/// One direction: bytes read from `src` wait in `buf[start..]` until written to `dst`.
+thread_local! {
+    /// Where a pipe with nothing buffered reads to (`Pipe::poll_read_through`): one per
+    /// runtime thread, grown once to the relay buffer size.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One direction: bytes read from `src` that `dst` did not take at once wait in
+/// `buf[start..]` until written.
 struct Pipe {
-    /// Allocated only while bytes are in flight (an idle connection holds no buffer), never
-    /// zero-filled; `len()` is where the next read lands, and it never grows past `size`.
+    /// Allocated (at `size`, never zero-filled) only while bytes wait for `dst`: an idle
+    /// connection, or one whose receivers keep up, holds no buffer. `len()` is where the next
+    /// read lands, and it never grows past `size`.
     buf: Vec<u8>,
     size: usize,
     start: usize,
@@ -187,12 +197,16 @@ impl Pipe {
     /// Moves what it can. Ready(Ok) once this direction is finished (FIN passed on), Ready(Err)
     /// naming the failing peer, Pending otherwise (with a waker registered on a blocked socket).
     /// `reading` false drains what is buffered and then shuts `dst` without reading more.
+    /// `dst_done` says the other direction is finished with `dst`'s FIN read: once this one
+    /// finishes too the relay ends and closes `dst`, so a close that sends FIN replaces the
+    /// shutdown (while `reading`).
     fn poll_move<S, D>(
         &mut self,
         cx: &mut Context<'_>,
         src: &mut S,
         dst: &mut D,
         reading: bool,
+        dst_done: bool,
     ) -> Poll<Result<(), (Peer, io::Error)>>
     where
         S: RelayStream,
@@ -230,35 +244,28 @@ impl Pipe {
                     }
                 }
             }
-            if reading && !self.src_unread() && self.poll_buffer(cx, src)? {
-                let room = self.size.saturating_sub(self.buf.len());
-                let spare = self.buf.spare_capacity_mut();
-                let spare_len = spare.len().min(room);
-                let mut rb = ReadBuf::uninit(spare.split_at_mut(spare_len).0);
-                match Pin::new(&mut *src).poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) => {
-                        let n = rb.filled().len();
-                        let now = Instant::now();
-                        if n == 0 {
-                            self.src_done = true;
-                            self.fin_at = Some(now);
-                        } else {
-                            // SAFETY: ReadBuf guarantees its first `n` bytes were initialised,
-                            // and they are the `n` bytes right after the current length.
-                            unsafe { self.buf.set_len(self.buf.len() + n) };
-                            self.bytes += n as u64;
-                            self.last_read = now;
-                        }
-                        progressed = true;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err((Peer::Source, e))),
-                    // Nothing in flight: give the buffer back until the source is readable.
+            if reading && !self.src_unread() {
+                let read = if self.buf.is_empty() {
+                    self.poll_read_through(cx, src, dst)
+                } else {
+                    self.poll_read_behind(cx, src)
+                };
+                match read {
+                    Poll::Ready(Ok(())) => progressed = true,
+                    Poll::Ready(Err(failed)) => return Poll::Ready(Err(failed)),
+                    // Nothing in flight: give the buffer back until the source sends more.
                     Poll::Pending if self.buf.is_empty() => self.buf = Vec::new(),
                     Poll::Pending => {}
                 }
             }
             let drained = self.start == self.buf.len() && !self.unflushed;
             if drained && (self.src_done || !reading) {
+                // Only while relaying: then both directions done ends the relay at once.
+                // A drain still waits for the peers' FINs, so its FIN must go out now.
+                if reading && dst_done && dst.close_is_fin() {
+                    self.dst_shut = true;
+                    return Poll::Ready(Ok(()));
+                }
                 return match ready!(Pin::new(&mut *dst).poll_shutdown(cx)) {
                     Ok(()) => {
                         self.dst_shut = true;
@@ -275,24 +282,92 @@ impl Pipe {
         Poll::Pending
     }
 
-    /// Whether the pipe has a buffer to read into, allocating it once the source is readable
-    /// (if not, a waker is registered for that).
-    fn poll_buffer<S: RelayStream>(
+    /// With nothing buffered: reads into the thread's scratch area and writes straight on to
+    /// `dst`; only what `dst` does not take is copied into a buffer of the pipe's own. A pipe
+    /// whose destination keeps up never allocates, idle or busy.
+    fn poll_read_through<S, D>(
         &mut self,
         cx: &mut Context<'_>,
-        src: &S,
-    ) -> Result<bool, (Peer, io::Error)> {
-        if self.buf.capacity() > 0 {
-            return Ok(true);
-        }
-        match src.poll_read_ready(cx) {
-            Poll::Ready(Ok(())) => {
+        src: &mut S,
+        dst: &mut D,
+    ) -> Poll<Result<(), (Peer, io::Error)>>
+    where
+        S: RelayStream,
+        D: RelayStream,
+    {
+        SCRATCH.with(|scratch| {
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                // A stream that re-entered a relay on this thread: read into our own buffer.
                 self.buf.reserve_exact(self.size);
-                Ok(true)
+                return self.poll_read_behind(cx, src);
+            };
+            if scratch.len() < self.size {
+                scratch.resize(self.size, 0);
             }
-            Poll::Ready(Err(e)) => Err((Peer::Source, e)),
-            Poll::Pending => Ok(false),
+            let mut rb = ReadBuf::new(scratch.split_at_mut(self.size).0);
+            if let Err(e) = ready!(Pin::new(&mut *src).poll_read(cx, &mut rb)) {
+                return Poll::Ready(Err((Peer::Source, e)));
+            }
+            let read = rb.filled();
+            let now = Instant::now();
+            if read.is_empty() {
+                self.src_done = true;
+                self.fin_at = Some(now);
+                return Poll::Ready(Ok(()));
+            }
+            self.bytes += read.len() as u64;
+            self.last_read = now;
+            let mut written = 0;
+            while let Some(rest) = read.get(written..).filter(|r| !r.is_empty()) {
+                match Pin::new(&mut *dst).poll_write(cx, rest) {
+                    Poll::Ready(Ok(0)) => {
+                        let err = io::Error::from(io::ErrorKind::WriteZero);
+                        return Poll::Ready(Err((Peer::Destination, err)));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        written += n;
+                        self.unflushed = true;
+                        self.last_write = Instant::now();
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err((Peer::Destination, e))),
+                    Poll::Pending => break,
+                }
+            }
+            if let Some(rest) = read.get(written..).filter(|r| !r.is_empty()) {
+                self.buf.reserve_exact(self.size);
+                self.buf.extend_from_slice(rest);
+                self.start = 0;
+            }
+            Poll::Ready(Ok(()))
+        })
+    }
+
+    /// With bytes already waiting for `dst`: reads more behind them, up to the buffer size.
+    fn poll_read_behind<S: RelayStream>(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &mut S,
+    ) -> Poll<Result<(), (Peer, io::Error)>> {
+        let room = self.size.saturating_sub(self.buf.len());
+        let spare = self.buf.spare_capacity_mut();
+        let spare_len = spare.len().min(room);
+        let mut rb = ReadBuf::uninit(spare.split_at_mut(spare_len).0);
+        if let Err(e) = ready!(Pin::new(&mut *src).poll_read(cx, &mut rb)) {
+            return Poll::Ready(Err((Peer::Source, e)));
         }
+        let n = rb.filled().len();
+        let now = Instant::now();
+        if n == 0 {
+            self.src_done = true;
+            self.fin_at = Some(now);
+        } else {
+            // SAFETY: ReadBuf guarantees its first `n` bytes were initialised, and they are
+            // the `n` bytes right after the current length.
+            unsafe { self.buf.set_len(self.buf.len() + n) };
+            self.bytes += n as u64;
+            self.last_read = now;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// While closing: reads and discards what `src` still sends until its FIN, so the socket
@@ -347,7 +422,8 @@ where
     C: RelayStream,
     B: RelayStream,
 {
-    let up = c2b.poll_move(cx, client, backend, reading);
+    let backend_done = b2c.src_done && b2c.dst_shut;
+    let up = c2b.poll_move(cx, client, backend, reading, backend_done);
     if let Poll::Ready(Err((peer, e))) = up {
         let side = match peer {
             Peer::Source => Side::Client,
@@ -355,7 +431,8 @@ where
         };
         return Poll::Ready(Event::Failed(side, e));
     }
-    match b2c.poll_move(cx, backend, client, reading) {
+    let client_done = c2b.src_done && c2b.dst_shut;
+    match b2c.poll_move(cx, backend, client, reading, client_done) {
         Poll::Ready(Err((Peer::Source, e))) => Poll::Ready(Event::Failed(Side::Backend, e)),
         Poll::Ready(Err((Peer::Destination, e))) => Poll::Ready(Event::Failed(Side::Client, e)),
         Poll::Ready(Ok(())) if up.is_ready() => Poll::Ready(Event::Finished),
@@ -489,6 +566,12 @@ impl Timers {
     }
 }
 
+/// How the relaying loop stopped: the connection ended, or a limit or shutdown starts a drain.
+enum Stop {
+    Done(Result<CloseReason, (Side, io::Error)>),
+    Drain(CloseReason),
+}
+
 /// Relays until the connection ends and returns why. The caller drops both streams afterwards;
 /// when the end was a failure both have been set to reset on close.
 pub async fn relay<C, B>(
@@ -513,56 +596,68 @@ where
     };
     // Stands in for "no limit"; re-armed whenever it fires, so its size does not matter.
     let far_future = now + Duration::from_secs(86400 * 365);
-    let mut timer = pin!(sleep_until(far_future));
-    let mut close = pin!(signals.close.cancelled());
-
-    let end = loop {
-        let wake = timers.next_wake(&c2b, &b2c).unwrap_or(far_future);
-        if wake != timer.deadline() {
-            timer.as_mut().reset(wake);
+    // The timer and the close signal live only while relaying; a drain runs after them, so the
+    // future has room for one or the other, not both.
+    let stop = {
+        let mut timer = pin!(sleep_until(far_future));
+        let mut close = pin!(signals.close.cancelled());
+        loop {
+            let wake = timers.next_wake(&c2b, &b2c).unwrap_or(far_future);
+            if wake != timer.deadline() {
+                timer.as_mut().reset(wake);
+            }
+            // Timer and close first: a pipe that is always ready must not starve them.
+            let event = poll_fn(|cx| {
+                if close.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Close);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::TimerFired);
+                }
+                if let Poll::Ready(event) =
+                    poll_pipes(cx, client, backend, &mut c2b, &mut b2c, true)
+                {
+                    return Poll::Ready(event);
+                }
+                if !timers.watching && (c2b.src_unread() || b2c.src_unread()) {
+                    return Poll::Ready(Event::Unread);
+                }
+                Poll::Pending
+            })
+            .await;
+            let limit = match event {
+                Event::Finished => {
+                    let client_first = match (c2b.fin_at, b2c.fin_at) {
+                        (Some(c), Some(b)) => c <= b,
+                        _ => true,
+                    };
+                    break Stop::Done(Ok(if client_first {
+                        CloseReason::ClientFin
+                    } else {
+                        CloseReason::BackendFin
+                    }));
+                }
+                Event::Failed(side, e) => break Stop::Done(Err((side, e))),
+                Event::Close => CloseReason::Shutdown,
+                Event::Unread => {
+                    timers.watching = true;
+                    continue;
+                }
+                Event::TimerFired => match timers.on_expiry(client, backend, &mut c2b, &mut b2c) {
+                    Expiry::Continue => continue,
+                    Expiry::Fail(side, e) => break Stop::Done(Err((side, e))),
+                    Expiry::Close(reason) => reason,
+                },
+            };
+            break Stop::Drain(limit);
         }
-        // Timer and close first: a pipe that is always ready must not starve them.
-        let event = poll_fn(|cx| {
-            if close.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::Close);
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::TimerFired);
-            }
-            if let Poll::Ready(event) = poll_pipes(cx, client, backend, &mut c2b, &mut b2c, true) {
-                return Poll::Ready(event);
-            }
-            if !timers.watching && (c2b.src_unread() || b2c.src_unread()) {
-                return Poll::Ready(Event::Unread);
-            }
-            Poll::Pending
-        })
-        .await;
-        let limit = match event {
-            Event::Finished => {
-                let client_first = match (c2b.fin_at, b2c.fin_at) {
-                    (Some(c), Some(b)) => c <= b,
-                    _ => true,
-                };
-                break Ok(if client_first {
-                    CloseReason::ClientFin
-                } else {
-                    CloseReason::BackendFin
-                });
-            }
-            Event::Failed(side, e) => break Err((side, e)),
-            Event::Close => CloseReason::Shutdown,
-            Event::Unread => {
-                timers.watching = true;
-                continue;
-            }
-            Event::TimerFired => match timers.on_expiry(client, backend, &mut c2b, &mut b2c) {
-                Expiry::Continue => continue,
-                Expiry::Fail(side, e) => break Err((side, e)),
-                Expiry::Close(reason) => reason,
-            },
-        };
-        break Ok(drain(client, backend, &mut c2b, &mut b2c, signals, limit).await);
+    };
+    let end = match stop {
+        Stop::Done(end) => end,
+        // Boxed: only closing connections need room for it.
+        Stop::Drain(limit) => {
+            Ok(Box::pin(drain(client, backend, &mut c2b, &mut b2c, signals, limit)).await)
+        }
     };
     let (reason, error) = match end {
         Ok(reason) => (reason, None),

@@ -69,19 +69,4 @@ impl<S: RelayStream> RelayStream for TlsSide<S> {
     fn unsent_bytes(&self) -> usize {
         self.0.get_ref().0.unsent_bytes()
     }
-
-    /// Ready when rustls holds bytes to hand out (plaintext, or a close_notify) that the
-    /// socket's readiness cannot show; otherwise when the socket is readable. Lets the relay
-    /// keep its buffer unallocated while a TLS connection is idle.
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let (socket, wants_read) = match &self.0 {
-            TlsStream::Client(s) => (s.get_ref().0, s.get_ref().1.wants_read()),
-            TlsStream::Server(s) => (s.get_ref().0, s.get_ref().1.wants_read()),
-        };
-        if wants_read {
-            socket.poll_read_ready(cx)
-        } else {
-            Poll::Ready(Ok(()))
-        }
-    }
 }

@@ -98,6 +98,15 @@ impl Endpoint {
         stream.write_all(&header).await
     }
 
+    /// Where a connection for `local_port` goes, when the host is an address (a name may
+    /// resolve differently per connect).
+    pub fn ip_address(&self, local_port: u16) -> Option<SocketAddr> {
+        match &self.host {
+            Host::Ip(ip) => Some(SocketAddr::new(*ip, self.port_for(local_port))),
+            Host::Name(_) => None,
+        }
+    }
+
     async fn connect_port(&self, port: u16) -> io::Result<TcpStream> {
         match &self.host {
             Host::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, port)).await,
@@ -195,6 +204,8 @@ impl Drop for EndpointLease {
 pub struct Connected {
     pub stream: TcpStream,
     pub lease: EndpointLease,
+    /// The backend's address (one system call fewer than asking the socket).
+    pub address: Option<SocketAddr>,
 }
 
 /// Every endpoint failed; the last error is kept for the log.
@@ -363,7 +374,16 @@ impl Endpoints {
             };
             self.report_connect(index, result.is_ok());
             match result {
-                Ok(stream) => return Ok(Connected { stream, lease }),
+                Ok(stream) => {
+                    let address = lease
+                        .ip_address(local_port)
+                        .or_else(|| stream.peer_addr().ok());
+                    return Ok(Connected {
+                        stream,
+                        lease,
+                        address,
+                    });
+                }
                 Err(e) => {
                     tracing::debug!(endpoint = %*lease, error = %e, "backend connect failed");
                     last_error = e;

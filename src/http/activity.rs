@@ -126,8 +126,4 @@ impl<S: RelayStream> RelayStream for Watched<S> {
     fn unsent_bytes(&self) -> usize {
         self.inner.unsent_bytes()
     }
-
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner.poll_read_ready(cx)
-    }
 }

@@ -53,7 +53,7 @@ pub fn is_ping_timeout(e: &io::Error) -> bool {
 /// Wraps the client side of a WebSocket relay: pings the client every `interval` and fails the
 /// read side when nothing comes back within `timeout` of a ping.
 pub struct PingingClient<S> {
-    // `poll_read_ready` takes `&self` yet may have to write a due ping.
+    // The relay's `&self` methods (`take_error`, …) reach the inner stream too.
     core: Mutex<Core<S>>,
 }
 
@@ -239,15 +239,6 @@ impl<S: RelayStream> Core<S> {
         }
     }
 
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.drive(cx)?;
-        match self.inner.poll_read_ready(cx) {
-            // Readable may mean the answer is waiting: the read that follows decides.
-            Poll::Ready(r) => Poll::Ready(r),
-            Poll::Pending => self.nothing_read(),
-        }
-    }
-
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.drive(cx)?;
         if matches!(self.ping, Ping::Writing { .. }) {
@@ -350,10 +341,6 @@ impl<S: RelayStream> RelayStream for PingingClient<S> {
 
     fn unsent_bytes(&self) -> usize {
         self.lock().inner.unsent_bytes()
-    }
-
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.lock().poll_read_ready(cx)
     }
 }
 
