@@ -1,6 +1,6 @@
 //! Picking a route among 10,000: by SNI on one TLS port (exact names and wildcards, a hit on
-//! the first route, hits at the end of the table, a miss that tries every route), and per HTTP
-//! request by Host and path (first route, last route, miss).
+//! the first route, hits at the end of the table, a miss), and per HTTP request by Host and
+//! path (first route, last route, miss).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,7 +1,8 @@
 //! The route table, compiled once from the config: for each local port, the enabled routes that
 //! listen on it, by priority (higher first) and then file order.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -102,6 +103,22 @@ impl RouteEntry {
         self.tls_mode.is_none() && self.tls_versions.is_empty()
     }
 
+    /// On a terminated connection only terminating routes serve requests, on a plain one only
+    /// routes without TLS.
+    fn matches_http(
+        &self,
+        client_ip: IpAddr,
+        terminated: bool,
+        request: &HttpRequestFacts<'_>,
+    ) -> bool {
+        let kind_ok = if terminated {
+            self.terminates()
+        } else {
+            self.serves_plain_http()
+        };
+        kind_ok && self.matches_request(client_ip, request)
+    }
+
     fn matches_request(&self, client_ip: IpAddr, request: &HttpRequestFacts<'_>) -> bool {
         self.ip_ok(client_ip)
             && (self.domains.is_empty()
@@ -164,6 +181,8 @@ pub struct HttpRequestFacts<'a> {
 /// The routes of one port.
 struct PortRoutes {
     routes: Vec<Arc<RouteEntry>>,
+    /// Which of `routes` a name can match, so that choosing a route tries only those.
+    by_domain: DomainIndex,
     /// Some route needs the ClientHello (SNI, version, termination) to decide.
     reads_first: bool,
     /// Some route routes plaintext by Host, path or headers, or answers HTTP itself.
@@ -236,12 +255,16 @@ impl Router {
             for &port in &route.matcher.ports {
                 let port_routes = by_port.entry(port).or_insert_with(|| PortRoutes {
                     routes: Vec::new(),
+                    by_domain: DomainIndex::default(),
                     reads_first: false,
                     speaks_http: false,
                 });
                 port_routes.reads_first |= entry.reads_first();
                 port_routes.speaks_http |=
                     entry.tls_mode.is_none() && (entry.needs_http() || !entry.domains.is_empty());
+                port_routes
+                    .by_domain
+                    .add(port_routes.routes.len(), &entry.domains);
                 port_routes.routes.push(Arc::clone(&entry));
             }
         }
@@ -285,14 +308,10 @@ impl Router {
         terminated: bool,
         request: &HttpRequestFacts<'_>,
     ) -> Option<&Arc<RouteEntry>> {
-        self.by_port.get(&port)?.routes.iter().find(|route| {
-            let kind_ok = if terminated {
-                route.terminates()
-            } else {
-                route.serves_plain_http()
-            };
-            kind_ok && route.matches_request(client_ip, request)
-        })
+        self.by_port
+            .get(&port)?
+            .candidates(request.host)
+            .find(|route| route.matches_http(client_ip, terminated, request))
     }
 
     /// The certificates served by terminating routes, if any.
@@ -307,11 +326,158 @@ impl Router {
         client_ip: IpAddr,
         first: FirstBytes<'_>,
     ) -> Option<&Arc<RouteEntry>> {
-        self.by_port
-            .get(&port)?
-            .routes
-            .iter()
+        let port_routes = self.by_port.get(&port)?;
+        let name = match first {
+            // Domains play no part before anything is read.
+            FirstBytes::NotRead => {
+                return port_routes
+                    .routes
+                    .iter()
+                    .find(|route| route.matches(client_ip, first));
+            }
+            // Only routes without domains take bytes that are not TLS.
+            FirstBytes::NotTls => None,
+            FirstBytes::Tls(hello) => hello.server_name.as_deref(),
+        };
+        port_routes
+            .candidates(name)
             .find(|route| route.matches(client_ip, first))
+    }
+}
+
+impl PortRoutes {
+    /// The routes that may match `name` (SNI or Host; `None` when the client sent none), in
+    /// priority order; the caller still checks each in full.
+    fn candidates<'a>(&'a self, name: Option<&str>) -> impl Iterator<Item = &'a Arc<RouteEntry>> {
+        self.by_domain
+            .candidates(name)
+            .filter_map(|position| self.routes.get(position))
+    }
+}
+
+/// A port's routes by their `domains`, as positions in its route list. Every list is
+/// ascending, so merging the lists a name hits keeps priority order. Keys follow `glob_match`:
+/// ASCII case folded, nothing else normalised (a trailing dot is part of the name).
+#[derive(Default)]
+struct DomainIndex {
+    /// Patterns without `*`, lowercase: they match only the name itself.
+    exact: HashMap<Box<str>, Vec<usize>>,
+    /// `*.rest` with no other `*`, by `rest` lowercase: `*` takes any run, dots included and
+    /// empty too, so the pattern matches exactly the names that end in `.rest`.
+    wildcard: HashMap<Box<str>, Vec<usize>>,
+    /// Routes without domains (any name, or none) and routes with any other pattern (`*`,
+    /// `api-*.example.com`, …): tried whatever the name.
+    always: Vec<usize>,
+}
+
+/// How a `domains` pattern is indexed.
+enum DomainKey<'a> {
+    Exact(&'a str),
+    /// The part after `*.`.
+    Wildcard(&'a str),
+    Other,
+}
+
+fn domain_key(pattern: &str) -> DomainKey<'_> {
+    match pattern.strip_prefix("*.") {
+        Some(rest) if !rest.contains('*') => DomainKey::Wildcard(rest),
+        _ if !pattern.contains('*') => DomainKey::Exact(pattern),
+        _ => DomainKey::Other,
+    }
+}
+
+impl DomainIndex {
+    /// Indexes the route at `position`; positions must come in ascending order.
+    fn add(&mut self, position: usize, domains: &[String]) {
+        let keys: Vec<DomainKey<'_>> = domains.iter().map(|d| domain_key(d)).collect();
+        if keys.is_empty() || keys.iter().any(|k| matches!(k, DomainKey::Other)) {
+            self.always.push(position);
+            return;
+        }
+        for key in keys {
+            let (map, key) = match key {
+                DomainKey::Exact(name) => (&mut self.exact, name),
+                DomainKey::Wildcard(rest) => (&mut self.wildcard, rest),
+                DomainKey::Other => continue,
+            };
+            let list = map.entry(key.to_ascii_lowercase().into()).or_default();
+            // Two patterns of one route may share a key (`a.com`, `A.com`).
+            if list.last() != Some(&position) {
+                list.push(position);
+            }
+        }
+    }
+
+    fn candidates(&self, name: Option<&str>) -> Candidates<'_> {
+        let mut candidates = Candidates::default();
+        candidates.push(&self.always);
+        // Without a name only `always` can match: an indexed route has domains, none of them `*`.
+        let Some(name) = name else {
+            return candidates;
+        };
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        if let Some(list) = self.exact.get(name.as_ref()) {
+            candidates.push(list);
+        }
+        if !self.wildcard.is_empty() {
+            // `rest` may hold dots itself, and `*` may take nothing: try what follows each dot.
+            for (at, _) in name.match_indices('.') {
+                if let Some(list) = name.get(at + 1..).and_then(|rest| self.wildcard.get(rest)) {
+                    candidates.push(list);
+                }
+            }
+        }
+        candidates
+    }
+}
+
+/// Lists a name hits that fit without allocating: `always`, an exact name and a few wildcards.
+const INLINE_LISTS: usize = 8;
+
+/// Ascending lists of route positions, merged into one ascending run without repeats. Each
+/// list is its own cursor: a position is taken off the front of every list that holds it.
+#[derive(Default)]
+struct Candidates<'a> {
+    inline: [&'a [usize]; INLINE_LISTS],
+    /// Only a name that ends in more configured wildcard suffixes than fit inline allocates.
+    more: Vec<&'a [usize]>,
+}
+
+impl<'a> Candidates<'a> {
+    fn push(&mut self, list: &'a [usize]) {
+        if list.is_empty() {
+            return;
+        }
+        match self.inline.iter_mut().find(|slot| slot.is_empty()) {
+            Some(slot) => *slot = list,
+            None => self.more.push(list),
+        }
+    }
+}
+
+impl Iterator for Candidates<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let lowest = self
+            .inline
+            .iter()
+            .chain(&self.more)
+            .filter_map(|list| list.first())
+            .min()
+            .copied()?;
+        for list in self.inline.iter_mut().chain(&mut self.more) {
+            if let Some((&first, rest)) = list.split_first()
+                && first == lowest
+            {
+                *list = rest;
+            }
+        }
+        Some(lowest)
     }
 }
 
@@ -441,7 +607,397 @@ fn glob(p: &[u8], t: &[u8], ignore_case: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::tls::TlsVersion;
+    use crate::tls::certs::tests::TestCa;
     use proptest::prelude::*;
+    use serde_json::{Value, json};
+    use std::sync::OnceLock;
+
+    const TLS_PORT: u16 = 443;
+    const HTTP_PORT: u16 = 80;
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const OTHER_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    /// One leaf for every terminating route the tests build.
+    fn certificate() -> &'static (String, String) {
+        static CERTIFICATE: OnceLock<(String, String)> = OnceLock::new();
+        CERTIFICATE.get_or_init(|| TestCa::new().leaf(&["example.com"]))
+    }
+
+    /// A forward route; `tls` is `None`, `"passthrough"` or `"terminate"`.
+    fn route(name: &str, ports: &[u16], domains: &[&str], tls: Option<&str>) -> Value {
+        let mut route = json!({
+            "name": name,
+            "match": {"ports": ports, "domains": domains},
+            "action": {"type": "forward", "targets": [{"host": "127.0.0.1", "port": 9000}]},
+        });
+        if let Some(mode) = tls {
+            let (cert, key) = certificate();
+            route["action"]["tls"] = match mode {
+                "passthrough" => json!({"mode": mode}),
+                _ => json!({"mode": mode, "certificate": {"cert": cert, "key": key}}),
+            };
+        }
+        route
+    }
+
+    fn passthrough(name: &str, domains: &[&str]) -> Value {
+        route(name, &[TLS_PORT], domains, Some("passthrough"))
+    }
+
+    fn plain(name: &str, domains: &[&str]) -> Value {
+        route(name, &[HTTP_PORT], domains, None)
+    }
+
+    fn build(routes: Vec<Value>) -> Router {
+        let (config, _warnings) =
+            Config::from_value(&json!({ "routes": routes })).expect("test config");
+        Router::new(&config.routes).expect("router")
+    }
+
+    fn hello(name: Option<&str>, versions: &[TlsVersion]) -> ClientHello {
+        ClientHello {
+            server_name: name.map(str::to_string),
+            alpn: Vec::new(),
+            versions: versions.to_vec(),
+        }
+    }
+
+    fn by_sni(router: &Router, name: Option<&str>) -> Option<String> {
+        let hello = hello(name, &[TlsVersion::Tls13, TlsVersion::Tls12]);
+        router
+            .select(TLS_PORT, CLIENT, FirstBytes::Tls(&hello))
+            .map(|r| r.name.clone())
+    }
+
+    fn by_host(router: &Router, host: Option<&str>) -> Option<String> {
+        let headers = http::HeaderMap::new();
+        let request = HttpRequestFacts {
+            host,
+            path: "/",
+            headers: &headers,
+        };
+        router
+            .select_http(HTTP_PORT, CLIENT, false, &request)
+            .map(|r| r.name.clone())
+    }
+
+    /// The route table as it was before the index: every route of the port, in order.
+    fn linear_select<'a>(
+        router: &'a Router,
+        port: u16,
+        client_ip: IpAddr,
+        first: FirstBytes<'_>,
+    ) -> Option<&'a Arc<RouteEntry>> {
+        router
+            .by_port
+            .get(&port)?
+            .routes
+            .iter()
+            .find(|route| route.matches(client_ip, first))
+    }
+
+    fn linear_select_http<'a>(
+        router: &'a Router,
+        port: u16,
+        client_ip: IpAddr,
+        terminated: bool,
+        request: &HttpRequestFacts<'_>,
+    ) -> Option<&'a Arc<RouteEntry>> {
+        router
+            .by_port
+            .get(&port)?
+            .routes
+            .iter()
+            .find(|route| route.matches_http(client_ip, terminated, request))
+    }
+
+    #[test]
+    fn exact_names_are_found_wherever_the_route_is() {
+        let routes = (0..500)
+            .map(|i| passthrough(&format!("r{i}"), &[&format!("svc{i}.example.com")]))
+            .collect();
+        let router = build(routes);
+        assert_eq!(
+            by_sni(&router, Some("svc0.example.com")).as_deref(),
+            Some("r0")
+        );
+        assert_eq!(
+            by_sni(&router, Some("svc499.example.com")).as_deref(),
+            Some("r499")
+        );
+        assert_eq!(by_sni(&router, Some("svc500.example.com")), None);
+        assert_eq!(by_sni(&router, Some("x.svc1.example.com")), None);
+        assert_eq!(by_sni(&router, Some("svc1.example.co")), None);
+        assert_eq!(by_sni(&router, None), None);
+    }
+
+    #[test]
+    fn wildcards_take_any_depth_but_not_the_bare_suffix() {
+        let router = build(vec![
+            passthrough("deep", &["*.a.example.com"]),
+            passthrough("wide", &["*.example.com"]),
+        ]);
+        assert_eq!(
+            by_sni(&router, Some("x.a.example.com")).as_deref(),
+            Some("deep")
+        );
+        assert_eq!(
+            by_sni(&router, Some("y.x.a.example.com")).as_deref(),
+            Some("deep")
+        );
+        assert_eq!(
+            by_sni(&router, Some("a.example.com")).as_deref(),
+            Some("wide")
+        );
+        assert_eq!(
+            by_sni(&router, Some("b.c.example.com")).as_deref(),
+            Some("wide")
+        );
+        assert_eq!(by_sni(&router, Some("example.com")), None);
+        assert_eq!(by_sni(&router, Some("xexample.com")), None);
+        // `*` may take nothing: a name that starts with the dot matches.
+        assert_eq!(
+            by_sni(&router, Some(".example.com")).as_deref(),
+            Some("wide")
+        );
+    }
+
+    #[test]
+    fn other_patterns_are_tried_for_every_name() {
+        let router = build(vec![
+            passthrough("api", &["api-*.example.com"]),
+            passthrough("suffix", &["*example.org"]),
+            passthrough("inner", &["a.*.example.net"]),
+            passthrough("any", &["*"]),
+        ]);
+        assert_eq!(
+            by_sni(&router, Some("api-v2.example.com")).as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            by_sni(&router, Some("api-.example.com")).as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            by_sni(&router, Some("example.org")).as_deref(),
+            Some("suffix")
+        );
+        assert_eq!(
+            by_sni(&router, Some("myexample.org")).as_deref(),
+            Some("suffix")
+        );
+        assert_eq!(
+            by_sni(&router, Some("a.b.c.example.net")).as_deref(),
+            Some("inner")
+        );
+        assert_eq!(
+            by_sni(&router, Some("elsewhere.test")).as_deref(),
+            Some("any")
+        );
+        assert_eq!(by_sni(&router, None).as_deref(), Some("any"));
+    }
+
+    #[test]
+    fn priority_holds_across_kinds_of_pattern() {
+        let router = build(vec![
+            passthrough("wildcard", &["*.example.com"]),
+            passthrough("exact", &["a.example.com"]),
+            passthrough("glob", &["b*.example.com"]),
+            passthrough("exact-b", &["b.example.org"]),
+            passthrough("no-domains", &[]),
+            passthrough("late-exact", &["c.example.org"]),
+        ]);
+        assert_eq!(
+            by_sni(&router, Some("a.example.com")).as_deref(),
+            Some("wildcard")
+        );
+        assert_eq!(
+            by_sni(&router, Some("b.example.org")).as_deref(),
+            Some("exact-b")
+        );
+        // A route without domains ahead of an exact name takes it.
+        assert_eq!(
+            by_sni(&router, Some("c.example.org")).as_deref(),
+            Some("no-domains")
+        );
+
+        let mut later_but_higher = passthrough("exact-first", &["a.example.com"]);
+        later_but_higher["priority"] = json!(5);
+        let router = build(vec![
+            passthrough("wildcard", &["*.example.com"]),
+            later_but_higher,
+        ]);
+        assert_eq!(
+            by_sni(&router, Some("a.example.com")).as_deref(),
+            Some("exact-first")
+        );
+        assert_eq!(
+            by_sni(&router, Some("b.example.com")).as_deref(),
+            Some("wildcard")
+        );
+    }
+
+    #[test]
+    fn without_sni_only_routes_without_domains_or_the_catch_all_match() {
+        let named = build(vec![
+            passthrough("exact", &["a.example.com"]),
+            passthrough("wildcard", &["*.example.com"]),
+            passthrough("glob", &["a*"]),
+            passthrough("double-star", &["**"]),
+        ]);
+        assert_eq!(by_sni(&named, None), None);
+        let catch_all = build(vec![
+            passthrough("exact", &["a.example.com"]),
+            passthrough("any", &["example.org", "*"]),
+        ]);
+        assert_eq!(by_sni(&catch_all, None).as_deref(), Some("any"));
+        let open = build(vec![
+            passthrough("exact", &["a.example.com"]),
+            passthrough("open", &[]),
+        ]);
+        assert_eq!(by_sni(&open, None).as_deref(), Some("open"));
+        assert_eq!(
+            by_sni(&open, Some("a.example.com")).as_deref(),
+            Some("exact")
+        );
+    }
+
+    #[test]
+    fn names_and_patterns_compare_without_ascii_case() {
+        let router = build(vec![
+            passthrough("exact", &["Shop.Example.COM"]),
+            passthrough("wildcard", &["*.EXAMPLE.org"]),
+        ]);
+        for name in ["shop.example.com", "SHOP.EXAMPLE.COM", "sHoP.eXaMpLe.CoM"] {
+            assert_eq!(
+                by_sni(&router, Some(name)).as_deref(),
+                Some("exact"),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            by_sni(&router, Some("Www.Example.Org")).as_deref(),
+            Some("wildcard")
+        );
+    }
+
+    #[test]
+    fn a_trailing_dot_is_part_of_the_name() {
+        let router = build(vec![
+            plain("exact", &["a.example.com"]),
+            plain("dotted", &["b.example.com."]),
+        ]);
+        assert_eq!(
+            by_host(&router, Some("a.example.com")).as_deref(),
+            Some("exact")
+        );
+        assert_eq!(by_host(&router, Some("a.example.com.")), None);
+        assert_eq!(
+            by_host(&router, Some("b.example.com.")).as_deref(),
+            Some("dotted")
+        );
+        assert_eq!(by_host(&router, Some("b.example.com")), None);
+    }
+
+    #[test]
+    fn a_port_of_routes_without_domains() {
+        let router = build(vec![
+            route("tls", &[TLS_PORT], &[], Some("passthrough")),
+            route("tcp", &[TLS_PORT], &[], None),
+        ]);
+        assert_eq!(
+            by_sni(&router, Some("a.example.com")).as_deref(),
+            Some("tls")
+        );
+        assert_eq!(by_sni(&router, None).as_deref(), Some("tls"));
+        let first = |bytes| {
+            router
+                .select(TLS_PORT, CLIENT, bytes)
+                .map(|r| r.name.clone())
+        };
+        assert_eq!(first(FirstBytes::NotTls).as_deref(), Some("tcp"));
+        assert_eq!(first(FirstBytes::NotRead).as_deref(), Some("tls"));
+    }
+
+    #[test]
+    fn requests_route_by_host() {
+        let router = build(vec![
+            plain("exact", &["a.example.com"]),
+            plain("wildcard", &["*.example.com"]),
+            plain("any-host", &["*"]),
+            plain("no-host", &[]),
+        ]);
+        assert_eq!(
+            by_host(&router, Some("a.example.com")).as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            by_host(&router, Some("A.EXAMPLE.COM")).as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            by_host(&router, Some("b.example.com")).as_deref(),
+            Some("wildcard")
+        );
+        assert_eq!(
+            by_host(&router, Some("other.test")).as_deref(),
+            Some("any-host")
+        );
+        // Unlike a ClientHello without SNI, a request without a host is not taken by `*`.
+        assert_eq!(by_host(&router, None).as_deref(), Some("no-host"));
+    }
+
+    #[test]
+    fn requests_on_terminated_connections_see_only_terminating_routes() {
+        let router = build(vec![
+            route("plain", &[TLS_PORT], &["a.example.com"], None),
+            route(
+                "terminated",
+                &[TLS_PORT],
+                &["a.example.com"],
+                Some("terminate"),
+            ),
+        ]);
+        let headers = http::HeaderMap::new();
+        let request = HttpRequestFacts {
+            host: Some("a.example.com"),
+            path: "/",
+            headers: &headers,
+        };
+        let pick = |terminated| {
+            router
+                .select_http(TLS_PORT, CLIENT, terminated, &request)
+                .map(|r| r.name.clone())
+        };
+        assert_eq!(pick(true).as_deref(), Some("terminated"));
+        assert_eq!(pick(false).as_deref(), Some("plain"));
+    }
+
+    #[test]
+    fn a_name_that_hits_many_wildcards_merges_them_all() {
+        // More wildcard suffixes of one name than the lists held without allocating.
+        let labels: Vec<String> = (0..12).map(|i| format!("l{i}")).collect();
+        let name = labels.join(".");
+        let routes = (1..labels.len())
+            .rev()
+            .map(|from| {
+                let suffix = labels.get(from..).unwrap_or_default().join(".");
+                let mut route = passthrough(&format!("from-{from}"), &[&format!("*.{suffix}")]);
+                // Only the last (widest) wildcard admits the client.
+                if from != 1 {
+                    route["match"]["clientIp"] = json!("10.9.9.9");
+                }
+                route
+            })
+            .collect();
+        let router = build(routes);
+        assert_eq!(by_sni(&router, Some(&name)).as_deref(), Some("from-1"));
+        let index = &router.by_port[&TLS_PORT].by_domain;
+        let positions: Vec<usize> = index.candidates(Some(&name)).collect();
+        assert_eq!(positions, (0..labels.len() - 1).collect::<Vec<_>>());
+    }
 
     #[test]
     fn glob_rules() {
@@ -471,6 +1027,131 @@ mod tests {
             let text = format!("{prefix}{suffix}");
             let pattern = format!("*{suffix}");
             prop_assert!(glob_match(&pattern, &text));
+        }
+    }
+
+    /// A `domains` pattern over a small alphabet, so that routes and names collide often.
+    fn domain_pattern() -> impl Strategy<Value = String> {
+        let labels =
+            || prop::collection::vec(prop::sample::select(vec!["a", "b", "A", "ab"]), 1..4);
+        prop_oneof![
+            labels().prop_map(|l| l.join(".")),
+            labels().prop_map(|l| format!("*.{}", l.join("."))),
+            prop::collection::vec(prop::sample::select(vec!["a", "b", "B", ".", "*"]), 1..7)
+                .prop_map(|t| t.concat()),
+        ]
+        .prop_filter("a pattern the config accepts", |p| !p.contains(".."))
+    }
+
+    /// A name a client could send: SNI and Host may start with, end with or repeat dots.
+    fn client_name() -> impl Strategy<Value = Option<String>> {
+        prop::option::weighted(
+            0.9,
+            prop::collection::vec(prop::sample::select(vec!["a", "b", "A", "ab", "."]), 0..8)
+                .prop_map(|t| t.concat()),
+        )
+    }
+
+    #[derive(Debug, Clone)]
+    struct RouteSpec {
+        domains: Vec<String>,
+        tls: Option<&'static str>,
+        on_both_ports: bool,
+        priority: i64,
+        only_other_client: bool,
+        tls12_only: bool,
+        path: bool,
+    }
+
+    fn route_spec() -> impl Strategy<Value = RouteSpec> {
+        (
+            prop::option::weighted(0.8, prop::collection::vec(domain_pattern(), 1..3)),
+            prop::sample::select(vec![None, Some("passthrough"), Some("terminate")]),
+            any::<bool>(),
+            0i64..3,
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(
+                |(domains, tls, on_both_ports, priority, only_other_client, tls12_only, path)| {
+                    RouteSpec {
+                        domains: domains.unwrap_or_default(),
+                        tls,
+                        on_both_ports,
+                        priority,
+                        only_other_client,
+                        tls12_only,
+                        // Passthrough never shows a path.
+                        path: path && tls != Some("passthrough"),
+                    }
+                },
+            )
+    }
+
+    fn spec_router(specs: &[RouteSpec]) -> Router {
+        let routes = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let ports: &[u16] = if spec.on_both_ports {
+                    &[HTTP_PORT, TLS_PORT]
+                } else {
+                    &[TLS_PORT]
+                };
+                let domains: Vec<&str> = spec.domains.iter().map(String::as_str).collect();
+                let mut route = route(&format!("r{i}"), ports, &domains, spec.tls);
+                route["priority"] = json!(spec.priority);
+                if spec.only_other_client {
+                    route["match"]["clientIp"] = json!(OTHER_CLIENT.to_string());
+                }
+                if spec.tls12_only {
+                    route["match"]["tlsVersion"] = json!("TLSv1.2");
+                }
+                if spec.path {
+                    route["match"]["path"] = json!("/a*");
+                }
+                route
+            })
+            .collect();
+        build(routes)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn the_index_picks_the_route_a_full_scan_picks(
+            specs in prop::collection::vec(route_spec(), 0..14),
+            names in prop::collection::vec(client_name(), 1..8),
+        ) {
+            let router = spec_router(&specs);
+            let headers = http::HeaderMap::new();
+            let name_of = |route: Option<&Arc<RouteEntry>>| route.map(|r| r.name.clone());
+            for name in &names {
+                for port in [HTTP_PORT, TLS_PORT] {
+                    for client_ip in [CLIENT, OTHER_CLIENT] {
+                        for versions in [&[TlsVersion::Tls13, TlsVersion::Tls12][..], &[TlsVersion::Tls12]] {
+                            let hello = hello(name.as_deref(), versions);
+                            for first in [FirstBytes::Tls(&hello), FirstBytes::NotTls, FirstBytes::NotRead] {
+                                prop_assert_eq!(
+                                    name_of(router.select(port, client_ip, first)),
+                                    name_of(linear_select(&router, port, client_ip, first)),
+                                    "select {:?} on {}", name, port
+                                );
+                            }
+                        }
+                        for (terminated, path) in [(false, "/a"), (false, "/b"), (true, "/a"), (true, "/")] {
+                            let request = HttpRequestFacts { host: name.as_deref(), path, headers: &headers };
+                            prop_assert_eq!(
+                                name_of(router.select_http(port, client_ip, terminated, &request)),
+                                name_of(linear_select_http(&router, port, client_ip, terminated, &request)),
+                                "select_http {:?} {} on {}", name, path, port
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }
