@@ -18,7 +18,10 @@ pub struct Prefixed<S> {
 }
 
 impl<S> Prefixed<S> {
-    pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
+    pub fn new(mut prefix: Vec<u8>, inner: S) -> Prefixed<S> {
+        // Kept at their exact size: the read buffer's spare room goes back before the backend
+        // connect, not when the relay has passed the bytes on.
+        prefix.shrink_to_fit();
         Prefixed {
             prefix,
             pos: 0,
