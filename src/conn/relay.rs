@@ -725,3 +725,184 @@ where
     }
     reason
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    /// An in-memory side: `tokio::io::duplex` takes at most its capacity per write, so a small
+    /// one makes the relay's writes partial.
+    struct Mem(DuplexStream);
+
+    impl AsyncRead for Mem {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Mem {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    impl RelayStream for Mem {
+        fn reset_on_close(&self) {}
+        fn take_error(&self) -> Option<io::Error> {
+            None
+        }
+        fn unsent_bytes(&self) -> usize {
+            0
+        }
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    /// Polls one pipe until it has passed on `total` bytes in all.
+    async fn move_until(pipe: &mut Pipe, src: &mut Mem, dst: &mut Mem, total: u64) {
+        poll_fn(|cx| {
+            if let Poll::Ready(Err((_, e))) = pipe.poll_move(cx, src, dst, true, false) {
+                panic!("pipe failed: {e}");
+            }
+            if pipe.bytes >= total && pipe.buf.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn bytes_a_receiver_does_not_take_at_once_wait_in_order_and_the_buffer_goes_back() {
+        let (src, mut sender) = tokio::io::duplex(1 << 20);
+        let (dst, mut receiver) = tokio::io::duplex(1000);
+        let data = pattern(300_000);
+        sender.write_all(&data).await.expect("write");
+        let total = data.len() as u64;
+        // The pipe runs on its own task, as in the relay; the receiver takes 1000 bytes at most
+        // per write, so most of every 64 KiB read waits in the pipe's own buffer.
+        let driver = tokio::spawn(async move {
+            let (mut src, mut dst) = (Mem(src), Mem(dst));
+            let mut pipe = Pipe::new(64 << 10, Instant::now());
+            let mut largest = 0;
+            poll_fn(|cx| {
+                let moved = pipe.poll_move(cx, &mut src, &mut dst, true, false);
+                largest = largest.max(pipe.buf.capacity());
+                match moved {
+                    Poll::Ready(Err((_, e))) => panic!("pipe failed: {e}"),
+                    _ if pipe.bytes == total && pipe.buf.is_empty() => Poll::Ready(()),
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            (pipe.buf.capacity(), largest)
+        });
+        let mut got = Vec::new();
+        while got.len() < data.len() {
+            let mut chunk = [0u8; 4096];
+            let n = receiver.read(&mut chunk).await.expect("read");
+            got.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        }
+        assert_eq!(got, data, "every byte, in order");
+        let (capacity, largest) = driver.await.expect("driver");
+        assert!(largest > 0, "bytes waited in the pipe's own buffer");
+        assert!(largest <= 64 << 10, "never more than one buffer: {largest}");
+        assert_eq!(capacity, 0, "drained and the source idle: no buffer held");
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_keeps_up_leaves_the_pipe_without_a_buffer() {
+        let (src, mut sender) = tokio::io::duplex(1 << 20);
+        let (dst, mut receiver) = tokio::io::duplex(1 << 20);
+        let (mut src, mut dst) = (Mem(src), Mem(dst));
+        let mut pipe = Pipe::new(64 << 10, Instant::now());
+        let mut total = 0;
+        for round in 0..20 {
+            let data = pattern(10_000 + round);
+            sender.write_all(&data).await.expect("write");
+            total += data.len() as u64;
+            move_until(&mut pipe, &mut src, &mut dst, total).await;
+            assert_eq!(pipe.buf.capacity(), 0, "round {round}");
+            let mut got = vec![0u8; data.len()];
+            receiver.read_exact(&mut got).await.expect("read");
+            assert_eq!(got, data);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_relay_carries_a_mib_both_ways_through_partial_writes() {
+        let (client, mut client_peer) = tokio::io::duplex(777);
+        let (backend, mut backend_peer) = tokio::io::duplex(1500);
+        let config = RelayConfig {
+            limits: Limits {
+                inactivity: None,
+                lifetime: None,
+                half_close: None,
+            },
+            buffer_size: 16 << 10,
+        };
+        let signals = CloseSignals::default();
+        let relay = tokio::spawn(async move {
+            let (mut client, mut backend) = (Mem(client), Mem(backend));
+            relay(&mut client, &mut backend, &config, Instant::now(), &signals).await
+        });
+        let up = pattern(1 << 20);
+        let down: Vec<u8> = pattern((1 << 20) + 3).into_iter().rev().collect();
+        let (up_sent, down_sent) = (up.clone(), down.clone());
+        let client_side = tokio::spawn(async move {
+            let (mut r, mut w) = tokio::io::split(&mut client_peer);
+            let write = async {
+                w.write_all(&up_sent).await.expect("client write");
+                w.shutdown().await.expect("client FIN");
+            };
+            let mut got = Vec::new();
+            let read = r.read_to_end(&mut got);
+            let (_, read) = tokio::join!(write, read);
+            read.expect("client read");
+            got
+        });
+        let backend_side = tokio::spawn(async move {
+            let (mut r, mut w) = tokio::io::split(&mut backend_peer);
+            let write = async {
+                w.write_all(&down_sent).await.expect("backend write");
+                w.shutdown().await.expect("backend FIN");
+            };
+            let mut got = Vec::new();
+            let read = r.read_to_end(&mut got);
+            let (_, read) = tokio::join!(write, read);
+            read.expect("backend read");
+            got
+        });
+        let at_client = client_side.await.expect("client task");
+        let at_backend = backend_side.await.expect("backend task");
+        let end = relay.await.expect("relay task");
+        assert_eq!(at_backend, up);
+        assert_eq!(at_client, down);
+        assert_eq!(end.client_to_backend, up.len() as u64);
+        assert_eq!(end.backend_to_client, down.len() as u64);
+        assert!(matches!(
+            end.reason,
+            CloseReason::ClientFin | CloseReason::BackendFin
+        ));
+    }
+}
