@@ -664,6 +664,17 @@ mod tests {
         }
     }
 
+    /// Asserts the route each name gets, in order.
+    fn expect(
+        router: &Router,
+        pick: fn(&Router, Option<&str>) -> Option<String>,
+        cases: &[(Option<&str>, Option<&str>)],
+    ) {
+        for (name, want) in cases {
+            assert_eq!(pick(router, *name).as_deref(), *want, "name {name:?}");
+        }
+    }
+
     fn by_sni(router: &Router, name: Option<&str>) -> Option<String> {
         let hello = hello(name, &[TlsVersion::Tls13, TlsVersion::Tls12]);
         router
@@ -719,13 +730,13 @@ mod tests {
             .map(|i| passthrough(&format!("r{i}"), &[&format!("svc{i}.example.com")]))
             .collect();
         let router = build(routes);
-        assert_eq!(
-            by_sni(&router, Some("svc0.example.com")).as_deref(),
-            Some("r0")
-        );
-        assert_eq!(
-            by_sni(&router, Some("svc499.example.com")).as_deref(),
-            Some("r499")
+        expect(
+            &router,
+            by_sni,
+            &[
+                (Some("svc0.example.com"), Some("r0")),
+                (Some("svc499.example.com"), Some("r499")),
+            ],
         );
         assert_eq!(by_sni(&router, Some("svc500.example.com")), None);
         assert_eq!(by_sni(&router, Some("x.svc1.example.com")), None);
@@ -739,21 +750,15 @@ mod tests {
             passthrough("deep", &["*.a.example.com"]),
             passthrough("wide", &["*.example.com"]),
         ]);
-        assert_eq!(
-            by_sni(&router, Some("x.a.example.com")).as_deref(),
-            Some("deep")
-        );
-        assert_eq!(
-            by_sni(&router, Some("y.x.a.example.com")).as_deref(),
-            Some("deep")
-        );
-        assert_eq!(
-            by_sni(&router, Some("a.example.com")).as_deref(),
-            Some("wide")
-        );
-        assert_eq!(
-            by_sni(&router, Some("b.c.example.com")).as_deref(),
-            Some("wide")
+        expect(
+            &router,
+            by_sni,
+            &[
+                (Some("x.a.example.com"), Some("deep")),
+                (Some("y.x.a.example.com"), Some("deep")),
+                (Some("a.example.com"), Some("wide")),
+                (Some("b.c.example.com"), Some("wide")),
+            ],
         );
         assert_eq!(by_sni(&router, Some("example.com")), None);
         assert_eq!(by_sni(&router, Some("xexample.com")), None);
@@ -772,31 +777,19 @@ mod tests {
             passthrough("inner", &["a.*.example.net"]),
             passthrough("any", &["*"]),
         ]);
-        assert_eq!(
-            by_sni(&router, Some("api-v2.example.com")).as_deref(),
-            Some("api")
+        expect(
+            &router,
+            by_sni,
+            &[
+                (Some("api-v2.example.com"), Some("api")),
+                (Some("api-.example.com"), Some("api")),
+                (Some("example.org"), Some("suffix")),
+                (Some("myexample.org"), Some("suffix")),
+                (Some("a.b.c.example.net"), Some("inner")),
+                (Some("elsewhere.test"), Some("any")),
+                (None, Some("any")),
+            ],
         );
-        assert_eq!(
-            by_sni(&router, Some("api-.example.com")).as_deref(),
-            Some("api")
-        );
-        assert_eq!(
-            by_sni(&router, Some("example.org")).as_deref(),
-            Some("suffix")
-        );
-        assert_eq!(
-            by_sni(&router, Some("myexample.org")).as_deref(),
-            Some("suffix")
-        );
-        assert_eq!(
-            by_sni(&router, Some("a.b.c.example.net")).as_deref(),
-            Some("inner")
-        );
-        assert_eq!(
-            by_sni(&router, Some("elsewhere.test")).as_deref(),
-            Some("any")
-        );
-        assert_eq!(by_sni(&router, None).as_deref(), Some("any"));
     }
 
     #[test]
@@ -809,18 +802,15 @@ mod tests {
             passthrough("no-domains", &[]),
             passthrough("late-exact", &["c.example.org"]),
         ]);
-        assert_eq!(
-            by_sni(&router, Some("a.example.com")).as_deref(),
-            Some("wildcard")
-        );
-        assert_eq!(
-            by_sni(&router, Some("b.example.org")).as_deref(),
-            Some("exact-b")
-        );
-        // A route without domains ahead of an exact name takes it.
-        assert_eq!(
-            by_sni(&router, Some("c.example.org")).as_deref(),
-            Some("no-domains")
+        expect(
+            &router,
+            by_sni,
+            &[
+                (Some("a.example.com"), Some("wildcard")),
+                (Some("b.example.org"), Some("exact-b")),
+                // A route without domains ahead of an exact name takes it.
+                (Some("c.example.org"), Some("no-domains")),
+            ],
         );
 
         let mut later_but_higher = passthrough("exact-first", &["a.example.com"]);
@@ -829,13 +819,13 @@ mod tests {
             passthrough("wildcard", &["*.example.com"]),
             later_but_higher,
         ]);
-        assert_eq!(
-            by_sni(&router, Some("a.example.com")).as_deref(),
-            Some("exact-first")
-        );
-        assert_eq!(
-            by_sni(&router, Some("b.example.com")).as_deref(),
-            Some("wildcard")
+        expect(
+            &router,
+            by_sni,
+            &[
+                (Some("a.example.com"), Some("exact-first")),
+                (Some("b.example.com"), Some("wildcard")),
+            ],
         );
     }
 
@@ -907,11 +897,11 @@ mod tests {
             route("tls", &[TLS_PORT], &[], Some("passthrough")),
             route("tcp", &[TLS_PORT], &[], None),
         ]);
-        assert_eq!(
-            by_sni(&router, Some("a.example.com")).as_deref(),
-            Some("tls")
+        expect(
+            &router,
+            by_sni,
+            &[(Some("a.example.com"), Some("tls")), (None, Some("tls"))],
         );
-        assert_eq!(by_sni(&router, None).as_deref(), Some("tls"));
         let first = |bytes| {
             router
                 .select(TLS_PORT, CLIENT, bytes)
@@ -929,24 +919,18 @@ mod tests {
             plain("any-host", &["*"]),
             plain("no-host", &[]),
         ]);
-        assert_eq!(
-            by_host(&router, Some("a.example.com")).as_deref(),
-            Some("exact")
+        expect(
+            &router,
+            by_host,
+            &[
+                (Some("a.example.com"), Some("exact")),
+                (Some("A.EXAMPLE.COM"), Some("exact")),
+                (Some("b.example.com"), Some("wildcard")),
+                (Some("other.test"), Some("any-host")),
+                // Unlike a ClientHello without SNI, a request without a host is not taken by `*`.
+                (None, Some("no-host")),
+            ],
         );
-        assert_eq!(
-            by_host(&router, Some("A.EXAMPLE.COM")).as_deref(),
-            Some("exact")
-        );
-        assert_eq!(
-            by_host(&router, Some("b.example.com")).as_deref(),
-            Some("wildcard")
-        );
-        assert_eq!(
-            by_host(&router, Some("other.test")).as_deref(),
-            Some("any-host")
-        );
-        // Unlike a ClientHello without SNI, a request without a host is not taken by `*`.
-        assert_eq!(by_host(&router, None).as_deref(), Some("no-host"));
     }
 
     #[test]
