@@ -726,14 +726,15 @@ where
     reason
 }
 
+/// Streams for the relay's unit tests and those of the streams built on it.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_streams {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::io::DuplexStream;
 
     /// An in-memory side: `tokio::io::duplex` takes at most its capacity per write, so a small
     /// one makes the relay's writes partial.
-    struct Mem(DuplexStream);
+    pub struct Mem(pub DuplexStream);
 
     impl AsyncRead for Mem {
         fn poll_read(
@@ -772,6 +773,13 @@ mod tests {
             0
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_streams::Mem;
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -849,10 +857,23 @@ mod tests {
         }
     }
 
+    /// One peer of the relay: sends `bytes` then FIN while reading everything until the FIN.
+    async fn exchange(mut peer: DuplexStream, bytes: Vec<u8>, who: &str) -> Vec<u8> {
+        let (mut r, mut w) = tokio::io::split(&mut peer);
+        let write = async {
+            w.write_all(&bytes).await.expect(who);
+            w.shutdown().await.expect(who);
+        };
+        let mut got = Vec::new();
+        let (_, read) = tokio::join!(write, r.read_to_end(&mut got));
+        read.expect(who);
+        got
+    }
+
     #[tokio::test]
     async fn the_relay_carries_a_mib_both_ways_through_partial_writes() {
-        let (client, mut client_peer) = tokio::io::duplex(777);
-        let (backend, mut backend_peer) = tokio::io::duplex(1500);
+        let (client, client_peer) = tokio::io::duplex(777);
+        let (backend, backend_peer) = tokio::io::duplex(1500);
         let config = RelayConfig {
             limits: Limits {
                 inactivity: None,
@@ -868,31 +889,8 @@ mod tests {
         });
         let up = pattern(1 << 20);
         let down: Vec<u8> = pattern((1 << 20) + 3).into_iter().rev().collect();
-        let (up_sent, down_sent) = (up.clone(), down.clone());
-        let client_side = tokio::spawn(async move {
-            let (mut r, mut w) = tokio::io::split(&mut client_peer);
-            let write = async {
-                w.write_all(&up_sent).await.expect("client write");
-                w.shutdown().await.expect("client FIN");
-            };
-            let mut got = Vec::new();
-            let read = r.read_to_end(&mut got);
-            let (_, read) = tokio::join!(write, read);
-            read.expect("client read");
-            got
-        });
-        let backend_side = tokio::spawn(async move {
-            let (mut r, mut w) = tokio::io::split(&mut backend_peer);
-            let write = async {
-                w.write_all(&down_sent).await.expect("backend write");
-                w.shutdown().await.expect("backend FIN");
-            };
-            let mut got = Vec::new();
-            let read = r.read_to_end(&mut got);
-            let (_, read) = tokio::join!(write, read);
-            read.expect("backend read");
-            got
-        });
+        let client_side = tokio::spawn(exchange(client_peer, up.clone(), "client"));
+        let backend_side = tokio::spawn(exchange(backend_peer, down.clone(), "backend"));
         let at_client = client_side.await.expect("client task");
         let at_backend = backend_side.await.expect("backend task");
         let end = relay.await.expect("relay task");

@@ -500,51 +500,13 @@ mod tests {
     use std::time::Duration;
 
     use proptest::prelude::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio::task::JoinHandle;
 
     use crate::conn::lifecycle::{CloseReason, Limits};
+    use crate::conn::relay::test_streams::Mem;
     use crate::conn::relay::{CloseSignals, RelayConfig, RelayEnd, relay};
-
-    /// An in-memory stream; always read-ready, like a TLS stream.
-    struct Mem(DuplexStream);
-
-    impl AsyncRead for Mem {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-        }
-    }
-
-    impl AsyncWrite for Mem {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-        }
-        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().0).poll_flush(cx)
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-        }
-    }
-
-    impl RelayStream for Mem {
-        fn reset_on_close(&self) {}
-        fn take_error(&self) -> Option<io::Error> {
-            None
-        }
-        fn unsent_bytes(&self) -> usize {
-            0
-        }
-    }
 
     #[derive(Debug, Clone, PartialEq, Eq)]
     struct Frame {
